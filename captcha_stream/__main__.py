@@ -1,0 +1,21 @@
+"""python -m captcha_stream {predict,train,evaluate,export} ..."""
+
+import sys
+
+from .cli import evaluate_main, export_main, predict_main, run, train_main
+
+COMMANDS = {"predict": predict_main, "train": train_main, "evaluate": evaluate_main, "export": export_main}
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(
+            f"usage: python -m captcha_stream {{{','.join(COMMANDS)}}} [options]  (--help after a command)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    run(COMMANDS[sys.argv[1]], sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()

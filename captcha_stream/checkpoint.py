@@ -1,0 +1,86 @@
+"""Checkpoints: plain dicts of tensors and data, written atomically, loaded without pickle code.
+
+A checkpoint holds everything to rebuild and resume: model, optimizer, scheduler and
+scaler state, the step, RNG state, the full config and the charset. It is written to a
+temporary file, fsynced, and renamed over the old one; the previous checkpoint is kept
+beside it (`NAME.prev.pt`) so a damaged file still leaves a good one to resume from.
+Loading uses `weights_only=True`: a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CaptchaStreamError
+
+FORMAT = 1
+
+
+def previous_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str], keep_previous: bool = True) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save({"format": FORMAT, **state}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if keep_previous and path.exists():
+            os.replace(path, previous_path(path))
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CaptchaStreamError(f"{path}: cannot write checkpoint: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and sanity-check a checkpoint; every failure is one line naming the file."""
+    path = Path(path)
+    if path.is_dir():
+        raise CaptchaStreamError(f"{path}: is a directory, expected a checkpoint file")
+    if not path.exists():
+        raise CaptchaStreamError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise CaptchaStreamError(
+            f"{path}: not a readable checkpoint (truncated or corrupted?): {first[:100]}"
+        ) from None
+    except OSError as exc:
+        raise CaptchaStreamError(f"{path}: cannot read checkpoint: {exc.strerror or exc}") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise CaptchaStreamError(f"{path}: not a captcha-stream checkpoint (no model/config inside)")
+    if state.get("format") != FORMAT:
+        raise CaptchaStreamError(f"{path}: checkpoint format {state.get('format')!r} is not supported (want {FORMAT})")
+    return state
+
+
+def load_for_resume(path: str | os.PathLike[str], log: Any = print) -> dict[str, Any]:
+    """Load `path`, falling back to its kept previous version when it is damaged."""
+    path = Path(path)
+    try:
+        return load_checkpoint(path)
+    except CaptchaStreamError as exc:
+        prev = previous_path(path)
+        if not prev.exists():
+            raise
+        log(f"warning: {exc}; resuming from the previous checkpoint {prev}")
+        return load_checkpoint(prev)

@@ -1,0 +1,228 @@
+"""Command-line entry points. Each parses arguments and calls into the package.
+
+Mistakes a user can fix raise CaptchaStreamError; `run` prints its one-line message and
+exits with status 2 (a traceback only with --debug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import CaptchaStreamError
+
+
+def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        code = main([a for a in args if a != "--debug"])
+    except CaptchaStreamError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    from .config import load_config
+    from .export import export_set
+
+    parser = argparse.ArgumentParser(
+        prog="export_fixed_set.py",
+        description="Freeze a seeded set of captchas to PNG files + labels.csv (same seed, same bytes).",
+    )
+    parser.add_argument("--n", type=int, default=2000, help="number of images to write (default 2000)")
+    parser.add_argument("--out", help="output folder (default data/train, or the config's test folder with -T)")
+    parser.add_argument("--seed", type=int, help="base seed (default 0, or the config's eval.test_seed with -T)")
+    parser.add_argument("--config", help="YAML config whose data section describes the captchas")
+    parser.add_argument("-E", "--extend", action="store_true", help="append N images to an existing set")
+    parser.add_argument("-T", "--test", action="store_true", help="write the test set (default folder data/test)")
+    parser.add_argument("--force", action="store_true", help="replace an existing different set")
+    parser.add_argument("--workers", type=int, help="processes to render with (default: all cores)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config)
+    if args.test:
+        out = args.out or cfg.eval.test_dir
+        seed = cfg.eval.test_seed if args.seed is None else args.seed
+    else:
+        out = args.out or "data/train"
+        seed = 0 if args.seed is None else args.seed
+    if args.workers is not None and args.workers < 1:
+        raise CaptchaStreamError(f"--workers: must be at least 1, got {args.workers}")
+    export_set(out, args.n, cfg.data, seed=seed, extend=args.extend, force=args.force, workers=args.workers)
+    return 0
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resolve_config(path: str | None) -> Path:
+    """A config path as given, or else relative to the repository (scripts work from any folder)."""
+    p = Path(path or "configs/stream.yaml")
+    if not p.exists() and not p.is_absolute() and (REPO_ROOT / p).exists():
+        return REPO_ROOT / p
+    return p
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    from .checkpoint import load_for_resume
+    from .config import Config, from_dict, load_config, parse_override
+    from .train import merge, run_dir_for, train
+
+    parser = argparse.ArgumentParser(prog="train.py", description="Train a CRNN + CTC captcha reader.")
+    parser.add_argument("--config", help="YAML config (default configs/stream.yaml)")
+    parser.add_argument("--steps", type=int, help="optimizer steps in total (train.steps)")
+    parser.add_argument("--batch-size", type=int, help="images per step (train.batch_size)")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (train.device)")
+    parser.add_argument("--workers", type=int, help="DataLoader worker processes (train.num_workers)")
+    parser.add_argument("--run-dir", help="where checkpoints and metrics go (default runs/<config name>)")
+    parser.add_argument("--train-dir", help="train on a labelled folder instead of the rendered stream")
+    parser.add_argument("--labels", help="labels CSV of --train-dir")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override any config value, e.g. --set optim.lr=3e-4 (repeatable)",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue the run in the run directory")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    overrides: dict[str, object] = dict(parse_override(s) for s in args.set)
+    for key, value in [
+        ("train.steps", args.steps),
+        ("train.batch_size", args.batch_size),
+        ("train.device", args.device),
+        ("train.num_workers", args.workers),
+        ("train.run_dir", args.run_dir),
+        ("train.train_dir", args.train_dir),
+        ("train.train_labels", args.labels),
+    ]:
+        if value is not None:
+            overrides[key] = value
+    config_path = resolve_config(args.config)
+    cfg = load_config(config_path, overrides)
+    if args.resume:
+        # The run's own config wins; only what was given on this command line changes it.
+        run_dir = run_dir_for(cfg)
+        state = load_for_resume(run_dir / "last.pt", log=lambda s: None)
+        cfg = from_dict(Config, merge(state["config"], {"train.run_dir": str(run_dir), **overrides}))
+        cfg.validate()
+    result = train(cfg, resume=args.resume, progress=not args.no_progress)
+    final = result["final_eval"] or {}
+    print(
+        f"done: {result['step']} steps in {result['elapsed'] / 60:.1f} min; "
+        f"full-string accuracy {final.get('full_string_accuracy', float('nan')):.2%} "
+        f"(best {result['best_accuracy']:.2%}); checkpoints in {result['run_dir']}"
+    )
+    return 0
+
+
+def find_checkpoint(given: str | None) -> Path:
+    """The named checkpoint, else the newest runs/*/best.pt, else the shipped model."""
+    if given:
+        return Path(given)
+    runs = sorted(Path("runs").glob("*/best.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if runs:
+        return runs[0]
+    shipped = REPO_ROOT / "models" / "captcha62.pt"
+    if shipped.exists():
+        return shipped
+    raise CaptchaStreamError(
+        "no checkpoint found (no runs/*/best.pt, no models/captcha62.pt); train one or pass --checkpoint PATH"
+    )
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    import json
+
+    from .codec import Codec
+    from .evaluation import format_report, load_all, run_eval
+    from .export import ensure_set
+    from .folder import FolderDataset
+    from .predict import model_from_checkpoint
+    from .train import pick_device
+    from .view import open_view, write_view
+
+    parser = argparse.ArgumentParser(prog="evaluate.py", description="Measure a trained reader on a labelled set.")
+    parser.add_argument("--checkpoint", help="checkpoint (default: newest runs/*/best.pt, then models/captcha62.pt)")
+    parser.add_argument("--data", help="folder of labelled images (default: the checkpoint config's test set)")
+    parser.add_argument("--labels", help="labels CSV when not DIR/labels.csv")
+    parser.add_argument("-V", "--view", action="store_true", help="write (and open) a page of every captcha")
+    parser.add_argument("--view-out", help="where --view writes its page (default: beside the checkpoint)")
+    parser.add_argument("--beam", type=int, default=None, help="beam width (0 = greedy; default from config)")
+    parser.add_argument("--json", help="write the headline numbers to this JSON file")
+    parser.add_argument("--samples", type=int, default=None, help="sample predictions to print")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    ckpt = find_checkpoint(args.checkpoint)
+    model, cfg, state = model_from_checkpoint(ckpt)
+    beam = cfg.eval.beam if args.beam is None else args.beam
+    if beam < 0:
+        raise CaptchaStreamError(f"--beam: must be >= 0, got {beam}")
+    data_dir = (
+        Path(args.data)
+        if args.data
+        else ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed)
+    )
+    dataset = FolderDataset(data_dir, cfg.data, args.labels)
+    device = pick_device(args.device)
+    model.to(device)
+    progress = not args.no_progress
+    batch = args.batch_size or cfg.eval.batch_size
+    images, labels = load_all(dataset, batch, progress=progress)
+    results = run_eval(model, images, labels, Codec(cfg.data.charset), device, batch, beam, progress)
+    print(
+        f"checkpoint {ckpt} (step {state.get('step', '?')}), data {data_dir}, "
+        f"{'beam ' + str(beam) if beam else 'greedy'} decoding"
+    )
+    samples = cfg.eval.samples if args.samples is None else args.samples
+    print(format_report(results, samples))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results.summary(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.view:
+        out = Path(args.view_out) if args.view_out else ckpt.parent / f"view-{data_dir.name}.html"
+        paths = [dataset.path(i) for i in range(len(dataset))]
+        write_view(out, paths, results.labels, results.preds, results.confidences, title=f"{ckpt} on {data_dir}")
+        opened = open_view(out)
+        print(f"view: {out}{' (opened in the browser)' if opened else ''}")
+    return 0
+
+
+def predict_main(argv: Sequence[str] | None = None) -> int:
+    from .predict import Recognizer
+
+    parser = argparse.ArgumentParser(
+        prog="python -m captcha_stream predict", description="Read captcha images; prints path<TAB>text<TAB>confidence."
+    )
+    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("--checkpoint", help="checkpoint (default: newest runs/*/best.pt, then models/captcha62.pt)")
+    parser.add_argument("--beam", type=int, default=0, help="beam width (0 = greedy)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        raise CaptchaStreamError(f"--batch-size: must be at least 1, got {args.batch_size}")
+    if args.beam < 0:
+        raise CaptchaStreamError(f"--beam: must be >= 0, got {args.beam}")
+    reader = Recognizer.from_checkpoint(find_checkpoint(args.checkpoint), device=args.device)
+    for start in range(0, len(args.images), args.batch_size):
+        chunk = args.images[start : start + args.batch_size]
+        for path, pred in zip(chunk, reader.predict(chunk, beam=args.beam, batch_size=args.batch_size)):
+            print(f"{path}\t{pred.text}\t{pred.confidence:.4f}")
+    return 0

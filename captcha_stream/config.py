@@ -1,0 +1,353 @@
+"""The one config system: a tree of dataclasses, loaded from YAML, overridable from the CLI.
+
+Every value is checked once, here, at the edge; the rest of the code trusts the config.
+The whole tree is plain data (`to_dict`), so it is saved inside every checkpoint and a
+checkpoint alone is enough to rebuild the model and its preprocessing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import string
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import CaptchaStreamError
+
+DEFAULT_CHARSET = string.digits + string.ascii_uppercase + string.ascii_lowercase
+# The captcha package's own defaults; kept as the default so a 160x60 config renders
+# exactly what `ImageCaptcha()` would.
+PACKAGE_FONT_SIZES = [42, 50, 56]
+MIN_WIDTH = 40
+MIN_HEIGHT = 20
+
+
+@dataclass
+class DataConfig:
+    charset: str = DEFAULT_CHARSET
+    min_length: int = 5
+    max_length: int = 8
+    width: int = 280
+    height: int = 90
+    # Empty list: the font bundled with the captcha package.
+    fonts: list[str] = field(default_factory=list)
+    font_sizes: list[int] = field(default_factory=lambda: list(PACKAGE_FONT_SIZES))
+    # 1 = grayscale, 3 = RGB; the model's input channels follow this.
+    channels: int = 1
+
+    def validate(self, where: str = "data", check_files: bool = True) -> None:
+        if not self.charset:
+            raise CaptchaStreamError(f"{where}.charset: is empty; give at least one symbol")
+        seen: set[str] = set()
+        for ch in self.charset:
+            if ch in seen:
+                raise CaptchaStreamError(f"{where}.charset: symbol {ch!r} appears more than once")
+            if ch.isspace():
+                raise CaptchaStreamError(f"{where}.charset: whitespace {ch!r} cannot be a symbol")
+            seen.add(ch)
+        if self.min_length < 1:
+            raise CaptchaStreamError(f"{where}.min_length: must be at least 1, got {self.min_length}")
+        if self.max_length < 1:
+            raise CaptchaStreamError(f"{where}.max_length: must be at least 1, got {self.max_length}")
+        if self.min_length > self.max_length:
+            raise CaptchaStreamError(
+                f"{where}.min_length: {self.min_length} is greater than max_length {self.max_length}"
+            )
+        if self.width < MIN_WIDTH:
+            raise CaptchaStreamError(f"{where}.width: {self.width} is too small (minimum {MIN_WIDTH})")
+        if self.height < MIN_HEIGHT:
+            raise CaptchaStreamError(f"{where}.height: {self.height} is too small (minimum {MIN_HEIGHT})")
+        for font in self.fonts if check_files else []:
+            if not os.path.isfile(font):
+                raise CaptchaStreamError(f"{where}.fonts: font file not found: {font}")
+        if not self.font_sizes:
+            raise CaptchaStreamError(f"{where}.font_sizes: is empty; give at least one size")
+        for size in self.font_sizes:
+            if size < 4:
+                raise CaptchaStreamError(f"{where}.font_sizes: {size} is too small (minimum 4)")
+        if self.channels not in (1, 3):
+            raise CaptchaStreamError(f"{where}.channels: must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+
+
+@dataclass
+class ModelConfig:
+    # Output channels of each convolution stage; each stage halves the height, and the
+    # first `width_pools` stages also halve the width (so time steps = width / 2**width_pools).
+    cnn_channels: list[int] = field(default_factory=lambda: [64, 128, 256, 256])
+    width_pools: int = 2
+    rnn: str = "lstm"
+    rnn_hidden: int = 256
+    rnn_layers: int = 2
+    bidirectional: bool = True
+    dropout: float = 0.1
+
+    def validate(self, where: str = "model") -> None:
+        if not self.cnn_channels or any(c < 1 for c in self.cnn_channels):
+            raise CaptchaStreamError(f"{where}.cnn_channels: needs at least one positive channel count")
+        if not 0 <= self.width_pools <= len(self.cnn_channels):
+            raise CaptchaStreamError(
+                f"{where}.width_pools: must be between 0 and len(cnn_channels)={len(self.cnn_channels)}, "
+                f"got {self.width_pools}"
+            )
+        if self.rnn not in ("lstm", "gru"):
+            raise CaptchaStreamError(f"{where}.rnn: must be 'lstm' or 'gru', got {self.rnn!r}")
+        if self.rnn_hidden < 1:
+            raise CaptchaStreamError(f"{where}.rnn_hidden: must be positive, got {self.rnn_hidden}")
+        if self.rnn_layers < 1:
+            raise CaptchaStreamError(f"{where}.rnn_layers: must be at least 1, got {self.rnn_layers}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise CaptchaStreamError(f"{where}.dropout: must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 500
+    # Cosine decay from lr to lr * min_lr_ratio after the warm-up.
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 5.0
+
+    def validate(self, where: str = "optim") -> None:
+        if not self.lr > 0:
+            raise CaptchaStreamError(f"{where}.lr: must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise CaptchaStreamError(f"{where}.weight_decay: must be >= 0, got {self.weight_decay}")
+        if self.warmup_steps < 0:
+            raise CaptchaStreamError(f"{where}.warmup_steps: must be >= 0, got {self.warmup_steps}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise CaptchaStreamError(f"{where}.min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}")
+        if self.grad_clip < 0:
+            raise CaptchaStreamError(f"{where}.grad_clip: must be >= 0 (0 = off), got {self.grad_clip}")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 200_000
+    batch_size: int = 64
+    # -1: choose from the machine (cores - 1, at most 8).
+    num_workers: int = -1
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    log_every: int = 50
+    eval_every: int = 2000
+    checkpoint_every: int = 1000
+    # Empty: runs/<config file name>/
+    run_dir: str = ""
+    max_bad_steps: int = 20
+    # Train on a labelled folder instead of the rendered stream (empty: the stream).
+    train_dir: str = ""
+    # Its labels CSV when not DIR/labels.csv or DIR_Mappings.csv beside it.
+    train_labels: str = ""
+
+    def validate(self, where: str = "train") -> None:
+        if self.steps < 1:
+            raise CaptchaStreamError(f"{where}.steps: must be at least 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise CaptchaStreamError(f"{where}.batch_size: must be at least 1, got {self.batch_size}")
+        if self.num_workers < -1:
+            raise CaptchaStreamError(f"{where}.num_workers: must be -1 (auto) or >= 0, got {self.num_workers}")
+        if self.seed < 0:
+            raise CaptchaStreamError(f"{where}.seed: must be >= 0, got {self.seed}")
+        if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
+            raise CaptchaStreamError(f"{where}.device: must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        for name in ("log_every", "eval_every", "checkpoint_every", "max_bad_steps"):
+            if getattr(self, name) < 1:
+                raise CaptchaStreamError(f"{where}.{name}: must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass
+class EvalConfig:
+    # The frozen test set: exported with this seed and size when missing.
+    test_dir: str = "data/test"
+    test_size: int = 2000
+    test_seed: int = 1_000_003
+    batch_size: int = 256
+    # 0 = greedy decoding, N > 0 = beam search of width N.
+    beam: int = 0
+    samples: int = 10
+
+    def validate(self, where: str = "eval") -> None:
+        if self.test_size < 1:
+            raise CaptchaStreamError(f"{where}.test_size: must be at least 1, got {self.test_size}")
+        if self.test_seed < 0:
+            raise CaptchaStreamError(f"{where}.test_seed: must be >= 0, got {self.test_seed}")
+        if self.batch_size < 1:
+            raise CaptchaStreamError(f"{where}.batch_size: must be at least 1, got {self.batch_size}")
+        if self.beam < 0:
+            raise CaptchaStreamError(f"{where}.beam: must be >= 0, got {self.beam}")
+        if self.samples < 0:
+            raise CaptchaStreamError(f"{where}.samples: must be >= 0, got {self.samples}")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # Where the config came from; names the default run directory.
+    name: str = "default"
+
+    def validate(self, check_files: bool = True) -> None:
+        """Check every section; `check_files=False` skips font files (a checkpoint from elsewhere)."""
+        self.data.validate("data", check_files)
+        self.model.validate("model")
+        self.optim.validate("optim")
+        self.train.validate("train")
+        self.eval.validate("eval")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(value: Any, hint: Any, key: str) -> Any:
+    """Return `value` as the type `hint` asks for, or raise naming `key`."""
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item_hint,) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise CaptchaStreamError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        return [_check_type(v, item_hint, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise CaptchaStreamError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        # bool is an int in Python; `steps: true` is still a mistake.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CaptchaStreamError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CaptchaStreamError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            # YAML reads `charset: 0123456789` as an integer; a string was meant.
+            if isinstance(value, int) and not isinstance(value, bool):
+                raise CaptchaStreamError(f"{key}: expected a string, got number {value!r}; quote it")
+            raise CaptchaStreamError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise AssertionError(f"unsupported config type {hint!r} for {key}")
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass `cls` from nested plain data, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise CaptchaStreamError(f"{where or 'config'}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise CaptchaStreamError(f"unknown config key {full!r}; valid keys: {', '.join(names)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value, full)
+        else:
+            kwargs[key] = _check_type(value, hint, full)
+    return cls(**kwargs)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise CaptchaStreamError(f"{path}: is a directory, expected a YAML config file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CaptchaStreamError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaptchaStreamError(f"{path}: cannot read config: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise CaptchaStreamError(f"{path}: YAML syntax error{at}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CaptchaStreamError(f"{path}: expected a mapping of sections at the top, got {type(data).__name__}")
+    return data
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise CaptchaStreamError(f"--set {dotted}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse `section.key=value`; the value is read as YAML so numbers and lists work."""
+    if "=" not in text:
+        raise CaptchaStreamError(f"--set {text!r}: expected section.key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or "." not in key:
+        raise CaptchaStreamError(f"--set {text!r}: expected section.key=value, e.g. train.steps=1000")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if key.endswith("charset") and not isinstance(value, str):
+        value = raw  # a charset like 0123456789 must stay a string
+    return key, value
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    validate: bool = True,
+) -> Config:
+    """Load a config from YAML (or defaults when `path` is None) and apply dotted overrides."""
+    data: dict[str, Any] = {}
+    name = "default"
+    if path is not None:
+        p = Path(path)
+        data = _read_yaml(p)
+        name = p.stem
+    data.setdefault("name", name)
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    try:
+        cfg = from_dict(Config, data)
+    except CaptchaStreamError as exc:
+        if path is not None:
+            raise CaptchaStreamError(f"{path}: {exc}") from None
+        raise
+    if validate:
+        try:
+            cfg.validate()
+        except CaptchaStreamError as exc:
+            if path is not None:
+                raise CaptchaStreamError(f"{path}: {exc}") from None
+            raise
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a Config saved by `Config.to_dict` (e.g. inside a checkpoint)."""
+    cfg = from_dict(Config, data)
+    # Fonts only matter for rendering; a checkpoint must load on a machine without them.
+    cfg.validate(check_files=False)
+    return cfg
+
+
+def data_config_from_yaml(path: str | os.PathLike[str] | None) -> DataConfig:
+    """The data section of a config file (defaults when `path` is None)."""
+    return load_config(path).data

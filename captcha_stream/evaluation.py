@@ -1,0 +1,105 @@
+"""Run a model over a labelled set and report: the numbers, and a printable report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from . import metrics
+from .codec import Codec
+
+
+@dataclass
+class Results:
+    labels: list[str]
+    preds: list[str]
+    confidences: list[float]
+    names: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        return metrics.summary(self.preds, self.labels)
+
+
+def load_all(
+    dataset: Dataset, batch_size: int = 256, workers: int = 0, progress: bool = False
+) -> tuple[torch.Tensor, list[str]]:
+    """Every image of a labelled dataset as one uint8 tensor (decoded once, reused each eval)."""
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_stack)
+    images, labels = [], []
+    for x, y in tqdm(loader, desc="loading images", unit="batch", disable=not progress, leave=False):
+        images.append(x)
+        labels.extend(y)
+    return torch.cat(images), labels
+
+
+def _stack(samples: Sequence[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, list[str]]:
+    return torch.stack([s[0] for s in samples]), [s[1] for s in samples]
+
+
+@torch.no_grad()
+def decode_images(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    codec: Codec,
+    device: torch.device,
+    batch_size: int = 256,
+    beam: int = 0,
+    progress: bool = False,
+) -> list[tuple[str, float]]:
+    """(text, confidence) for each uint8 image, greedy (beam=0) or beam search."""
+    was_training = model.training
+    model.eval()
+    out: list[tuple[str, float]] = []
+    try:
+        for start in tqdm(
+            range(0, len(images), batch_size), desc="decoding", unit="batch", disable=not progress, leave=False
+        ):
+            log_probs = model(images[start : start + batch_size].to(device, non_blocking=True)).cpu()
+            out.extend(codec.beam_decode(log_probs, beam) if beam > 0 else codec.greedy_decode(log_probs))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def run_eval(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: list[str],
+    codec: Codec,
+    device: torch.device,
+    batch_size: int = 256,
+    beam: int = 0,
+    progress: bool = False,
+) -> Results:
+    decoded = decode_images(model, images, codec, device, batch_size, beam, progress)
+    return Results(labels=list(labels), preds=[t for t, _ in decoded], confidences=[c for _, c in decoded])
+
+
+def format_report(results: Results, samples: int = 10) -> str:
+    """The human-readable evaluation: headline numbers, per length, confusions, samples."""
+    s = results.summary()
+    lines = [
+        f"images                     {s['n']}",
+        f"full-string accuracy       {s['full_string_accuracy']:.2%}",
+        f"character accuracy         {s['char_accuracy']:.2%}   (position-wise; see README)",
+        f"CER                        {s['cer']:.2%}",
+        f"case-insensitive accuracy  {s['case_insensitive_accuracy']:.2%}",
+        "",
+        "by label length:",
+    ]
+    for length, (count, acc) in metrics.accuracy_by_length(results.preds, results.labels).items():
+        lines.append(f"  {length:>2} chars  {count:>6} images  {acc:7.2%}")
+    conf = metrics.confusions(results.preds, results.labels, top=10)
+    if conf:
+        lines += ["", "most confused (true -> predicted):"]
+        lines += [f"  {a} -> {b}  {c}" for a, b, c in conf]
+    if samples:
+        lines += ["", f"{'truth':<12}{'prediction':<12}confidence"]
+        for i in range(min(samples, len(results.labels))):
+            mark = "" if results.preds[i] == results.labels[i] else "   <- wrong"
+            lines.append(f"{results.labels[i]:<12}{results.preds[i]:<12}{results.confidences[i]:.3f}{mark}")
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""Accuracy metrics: pure functions over predicted and true strings.
+
+Character accuracy is position-wise, as the original design defines it: the i-th
+predicted character is compared with the i-th true one. Unequal lengths count against
+the prediction: the denominator of each pair is the longer of the two lengths, so a
+missing or an extra character is one error, and everything after an insertion or a
+deletion is misaligned (which is exactly why CER is reported as well). An empty
+prediction scores 0 for its label's characters.
+
+CER is the Levenshtein distance summed over all pairs, divided by the number of true
+characters; it can exceed 1 when predictions are much longer than labels.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+
+def _check(preds: Sequence[str], truths: Sequence[str]) -> None:
+    if len(preds) != len(truths):
+        raise ValueError(f"{len(preds)} predictions for {len(truths)} labels")
+
+
+def full_string_accuracy(preds: Sequence[str], truths: Sequence[str]) -> float:
+    _check(preds, truths)
+    return sum(p == t for p, t in zip(preds, truths)) / len(truths) if truths else 0.0
+
+
+def case_insensitive_accuracy(preds: Sequence[str], truths: Sequence[str]) -> float:
+    _check(preds, truths)
+    return sum(p.lower() == t.lower() for p, t in zip(preds, truths)) / len(truths) if truths else 0.0
+
+
+def char_accuracy(preds: Sequence[str], truths: Sequence[str]) -> float:
+    _check(preds, truths)
+    correct = sum(sum(a == b for a, b in zip(p, t)) for p, t in zip(preds, truths))
+    total = sum(max(len(p), len(t)) for p, t in zip(preds, truths))
+    return correct / total if total else 0.0
+
+
+def levenshtein(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def cer(preds: Sequence[str], truths: Sequence[str]) -> float:
+    _check(preds, truths)
+    chars = sum(len(t) for t in truths)
+    return sum(levenshtein(p, t) for p, t in zip(preds, truths)) / chars if chars else 0.0
+
+
+def accuracy_by_length(preds: Sequence[str], truths: Sequence[str]) -> dict[int, tuple[int, float]]:
+    """True label length -> (count, full-string accuracy)."""
+    _check(preds, truths)
+    groups: dict[int, list[bool]] = {}
+    for p, t in zip(preds, truths):
+        groups.setdefault(len(t), []).append(p == t)
+    return {n: (len(v), sum(v) / len(v)) for n, v in sorted(groups.items())}
+
+
+def substitutions(pred: str, truth: str) -> list[tuple[str, str]]:
+    """(true, predicted) character pairs substituted in one optimal Levenshtein alignment."""
+    n, m = len(truth), len(pred)
+    d = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n + 1):
+        d[i][0] = i
+    for j in range(m + 1):
+        d[0][j] = j
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (truth[i - 1] != pred[j - 1]))
+    pairs = []
+    i, j = n, m
+    while i > 0 and j > 0:
+        if d[i][j] == d[i - 1][j - 1] + (truth[i - 1] != pred[j - 1]):
+            if truth[i - 1] != pred[j - 1]:
+                pairs.append((truth[i - 1], pred[j - 1]))
+            i, j = i - 1, j - 1
+        elif d[i][j] == d[i - 1][j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return pairs[::-1]
+
+
+def confusions(preds: Sequence[str], truths: Sequence[str], top: int = 10) -> list[tuple[str, str, int]]:
+    """The most frequent (true, predicted, count) substitutions."""
+    _check(preds, truths)
+    counts: Counter[tuple[str, str]] = Counter()
+    for p, t in zip(preds, truths):
+        if p != t:
+            counts.update(substitutions(p, t))
+    return [(a, b, c) for (a, b), c in counts.most_common(top)]
+
+
+def summary(preds: Sequence[str], truths: Sequence[str]) -> dict[str, float]:
+    """The headline numbers, all fractions in 0..1 (CER may exceed 1)."""
+    return {
+        "n": len(truths),
+        "full_string_accuracy": full_string_accuracy(preds, truths),
+        "char_accuracy": char_accuracy(preds, truths),
+        "cer": cer(preds, truths),
+        "case_insensitive_accuracy": case_insensitive_accuracy(preds, truths),
+    }

@@ -1,0 +1,93 @@
+"""Recognizer: read captchas with a trained model, from a checkpoint alone."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoint import load_checkpoint
+from .codec import Codec
+from .config import Config, config_from_dict
+from .errors import CaptchaStreamError
+from .evaluation import decode_images
+from .folder import load_image
+from .model import CRNN
+from .preprocess import preprocess
+
+ImageLike = Union[Image.Image, str, os.PathLike, np.ndarray]
+
+
+class Prediction(NamedTuple):
+    text: str
+    confidence: float
+
+
+def model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[CRNN, Config, dict[str, Any]]:
+    """Rebuild the model and its config from a checkpoint file alone."""
+    state = load_checkpoint(path)
+    try:
+        cfg = config_from_dict(state["config"])
+    except CaptchaStreamError as exc:
+        raise CaptchaStreamError(f"{path}: config inside the checkpoint is invalid: {exc}") from None
+    codec = Codec(cfg.data.charset)
+    model = CRNN(cfg.data, cfg.model, codec.num_classes)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:
+        raise CaptchaStreamError(f"{path}: model weights do not match the config stored with them") from None
+    model.eval()
+    return model, cfg, state
+
+
+def to_image(item: ImageLike) -> Image.Image:
+    if isinstance(item, Image.Image):
+        return item
+    if isinstance(item, (str, os.PathLike)):
+        return load_image(Path(item))
+    if isinstance(item, np.ndarray):
+        arr = item
+        if arr.dtype != np.uint8:
+            # Floats in [0, 1] are the other common convention.
+            arr = (arr * 255.0 if arr.max() <= 1.0 else arr).clip(0, 255).astype(np.uint8)
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        if arr.ndim not in (2, 3):
+            raise CaptchaStreamError(f"image array of shape {item.shape}: expected (H, W) or (H, W, C)")
+        return Image.fromarray(arr)
+    raise CaptchaStreamError(f"cannot read an image from a {type(item).__name__}")
+
+
+class Recognizer:
+    """Reads captchas: `Recognizer.from_checkpoint(path).predict([img, ...])`."""
+
+    def __init__(self, model: CRNN, cfg: Config, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.cfg = cfg
+        self.codec = Codec(cfg.data.charset)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Recognizer:
+        model, cfg, _ = model_from_checkpoint(path)
+        return cls(model, cfg, device)
+
+    def predict(self, images: Iterable[ImageLike], beam: int = 0, batch_size: int = 64) -> list[Prediction]:
+        """Text and confidence for each image (PIL image, path or array; any mode or size)."""
+        items: Sequence[ImageLike] = (
+            list(images) if not isinstance(images, (Image.Image, np.ndarray, str)) else [images]
+        )
+        out: list[Prediction] = []
+        for start in range(0, len(items), batch_size):
+            batch = torch.stack([preprocess(to_image(x), self.cfg.data) for x in items[start : start + batch_size]])
+            decoded = decode_images(self.model, batch, self.codec, self.device, batch_size, beam)
+            out.extend(Prediction(t, c) for t, c in decoded)
+        return out
+
+    def predict_one(self, image: ImageLike, beam: int = 0) -> Prediction:
+        return self.predict([image], beam=beam)[0]

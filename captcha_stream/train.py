@@ -1,0 +1,353 @@
+"""The training loop: config, data, model, optimizer, loop, eval, checkpoint. Read top to bottom.
+
+Exact resume rests on one property of CaptchaStream: batch `b` is a pure function of
+(seed, rank, b). A checkpoint records how many batches were consumed, and the resumed
+stream starts there; model, optimizer, scheduler and torch RNG state (dropout) come from
+the checkpoint, so an interrupted and resumed run logs the same losses as one that ran
+straight through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .checkpoint import load_for_resume, save_checkpoint
+from .codec import Codec
+from .config import Config
+from .errors import CaptchaStreamError
+from .evaluation import load_all, run_eval
+from .export import ensure_set
+from .folder import FolderDataset
+from .model import CRNN
+from .stream import CaptchaStream, CtcCollate, FolderStream, IndexedStream
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CaptchaStreamError(f"train.device: {name!r} asked for, but no CUDA device is available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CaptchaStreamError("train.device: 'mps' asked for, but MPS is not available")
+    return torch.device(name)
+
+
+def default_workers() -> int:
+    # Leave a core for the training process itself.
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def lr_factor(step: int, cfg: Config) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio at the last step."""
+    warm, total, floor = cfg.optim.warmup_steps, cfg.train.steps, cfg.optim.min_lr_ratio
+    if warm and step < warm:
+        return (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(1, total - warm))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_model(cfg: Config) -> tuple[CRNN, Codec]:
+    codec = Codec(cfg.data.charset)
+    return CRNN(cfg.data, cfg.model, codec.num_classes), codec
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    # No weight decay on norms and biases: decaying them only fights BatchNorm.
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr)
+
+
+def _worker_init(_: int) -> None:
+    # Ctrl-C goes to the whole process group; the trainer decides how to stop, so the
+    # workers must not die first and turn a clean stop into a DataLoader error.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+
+
+def make_loader(cfg: Config, codec: Codec, start_batch: int, workers: int, pin: bool) -> DataLoader:
+    start, block = start_batch * cfg.train.batch_size, cfg.train.batch_size
+    stream: IndexedStream
+    if cfg.train.train_dir:
+        folder = FolderDataset(cfg.train.train_dir, cfg.data, cfg.train.train_labels or None)
+        stream = FolderStream(folder, seed=cfg.train.seed, start=start, block_size=block)
+    else:
+        stream = CaptchaStream(cfg.data, seed=cfg.train.seed, start=start, block_size=block)
+    return DataLoader(
+        stream,
+        batch_size=cfg.train.batch_size,
+        num_workers=workers,
+        collate_fn=CtcCollate(codec),
+        pin_memory=pin,
+        worker_init_fn=_worker_init if workers > 0 else None,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+class StopRequest:
+    """SIGINT/SIGTERM set a flag; the loop stops at the next step boundary and saves.
+
+    Stopping between steps (not wherever the signal lands) keeps the saved optimizer
+    state consistent. A second Ctrl-C stops at once.
+    """
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+
+    def __enter__(self) -> StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class RunLog:
+    """metrics.jsonl: one JSON object per line, training records and evaluations."""
+
+    def __init__(self, path: Path, resume_step: int | None) -> None:
+        self.path = path
+        if resume_step is not None and path.exists():
+            # Records past the checkpoint were made by the interrupted run; the resumed
+            # run writes them again.
+            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
+            path.write_text("".join(line + "\n" for line in kept))
+        elif resume_step is None:
+            path.write_text("")
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+def run_dir_for(cfg: Config) -> Path:
+    return Path(cfg.train.run_dir or f"runs/{cfg.name}")
+
+
+def prepare_run_dir(run_dir: Path, resume: bool) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CaptchaStreamError(f"{run_dir}: cannot create run directory: {exc.strerror}") from None
+    if not run_dir.is_dir():
+        raise CaptchaStreamError(f"{run_dir}: run directory path is not a folder")
+    if not os.access(run_dir, os.W_OK):
+        raise CaptchaStreamError(f"{run_dir}: run directory is not writable")
+    if not resume and (run_dir / "last.pt").exists():
+        raise CaptchaStreamError(
+            f"{run_dir}: holds a run already (last.pt); use --resume to continue it or --run-dir for a new one"
+        )
+    if resume and not (run_dir / "last.pt").exists() and not (run_dir / "last.prev.pt").exists():
+        raise CaptchaStreamError(f"{run_dir}: no last.pt to resume from")
+
+
+def checkpoint_state(
+    model: CRNN, optimizer: torch.optim.Optimizer, scheduler: Any, cfg: Config, counters: dict[str, Any]
+) -> dict[str, Any]:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "config": cfg.to_dict(),
+        "charset": cfg.data.charset,
+        "rng_cpu": torch.get_rng_state(),
+        **counters,
+    }
+    if torch.cuda.is_available():
+        state["rng_cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def train(
+    cfg: Config,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = tqdm.write,
+) -> dict[str, Any]:
+    """Train (or resume) the run described by `cfg`; returns the final counters and metrics."""
+    run_dir = run_dir_for(cfg)
+    prepare_run_dir(run_dir, resume)
+    device = pick_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)
+
+    ckpt: dict[str, Any] | None = None
+    if resume:
+        ckpt = load_for_resume(run_dir / "last.pt", log=log)
+        if ckpt["charset"] != cfg.data.charset:
+            raise CaptchaStreamError(f"{run_dir / 'last.pt'}: was trained with a different charset than the config")
+
+    model, codec = build_model(cfg)
+    model.to(device)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    counters: dict[str, Any] = {"step": 0, "batches": 0, "bad_steps": 0, "best_accuracy": -1.0, "elapsed": 0.0}
+    if ckpt is not None:
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError:
+            raise CaptchaStreamError(
+                f"{run_dir / 'last.pt'}: its model does not match the config (different image size or model?)"
+            ) from None
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if "rng_cuda" in ckpt and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
+        counters.update({k: ckpt[k] for k in counters})
+        log(f"resuming {run_dir} at step {counters['step']}")
+
+    # The frozen test set, decoded once and kept in memory for every evaluation.
+    test_dir = ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed, log=log)
+    test_images, test_labels = load_all(FolderDataset(test_dir, cfg.data), cfg.eval.batch_size)
+
+    workers = cfg.train.num_workers if cfg.train.num_workers >= 0 else default_workers()
+    loader = make_loader(cfg, codec, counters["batches"], workers, pin=device.type == "cuda")
+    ctc = torch.nn.CTCLoss(blank=0, reduction="mean")
+    use_amp = cfg.train.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    # bf16 keeps fp32's range, so no loss scaler is needed.
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+    runlog = RunLog(run_dir / "metrics.jsonl", counters["step"] if resume else None)
+
+    def save(name: str) -> None:
+        save_checkpoint(checkpoint_state(model, optimizer, scheduler, cfg, counters), run_dir / name)
+
+    evals: list[dict[str, float]] = []
+
+    def evaluate() -> None:
+        res = run_eval(model, test_images, test_labels, codec, device, cfg.eval.batch_size, cfg.eval.beam)
+        summary = res.summary()
+        evals.append(summary)
+        runlog.write({"step": counters["step"], "eval": summary})
+        log(
+            f"step {counters['step']}: full-string {summary['full_string_accuracy']:.2%}  "
+            f"char {summary['char_accuracy']:.2%}  CER {summary['cer']:.2%}  "
+            f"case-insensitive {summary['case_insensitive_accuracy']:.2%}"
+        )
+        if summary["full_string_accuracy"] > counters["best_accuracy"]:
+            counters["best_accuracy"] = summary["full_string_accuracy"]
+            save_checkpoint(
+                checkpoint_state(model, optimizer, scheduler, cfg, counters), run_dir / "best.pt", keep_previous=False
+            )
+
+    model.train()
+    bar = tqdm(
+        total=cfg.train.steps,
+        initial=counters["step"],
+        desc=f"training {run_dir.name}",
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    last: dict[str, float] = {}
+    window_loss, window_n, window_imgs, window_t = 0.0, 0, 0, time.perf_counter()
+    bad_in_row = 0
+    started = time.perf_counter() - counters["elapsed"]
+    batches: Iterator[Any] = iter(loader)
+    with StopRequest() as stop:
+        try:
+            while counters["step"] < cfg.train.steps:
+                if stop.signal:
+                    break
+                batch = next(batches)
+                counters["batches"] += 1
+                images = batch.images.to(device, non_blocking=True)
+                with autocast:
+                    log_probs = model(images)
+                input_lengths = torch.full((images.shape[0],), log_probs.shape[0], dtype=torch.long)
+                loss = ctc(log_probs, batch.targets, input_lengths, batch.target_lengths)
+                if not torch.isfinite(loss):
+                    counters["bad_steps"] += 1
+                    bad_in_row += 1
+                    optimizer.zero_grad(set_to_none=True)
+                    if bad_in_row >= cfg.train.max_bad_steps:
+                        raise CaptchaStreamError(
+                            f"{bad_in_row} non-finite losses in a row at step {counters['step']}; "
+                            "lower optim.lr or check the data"
+                        )
+                    continue
+                bad_in_row = 0
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.optim.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                counters["step"] += 1
+                step = counters["step"]
+                window_loss += loss.item()
+                window_n += 1
+                window_imgs += images.shape[0]
+                bar.update(1)
+                if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+                    now = time.perf_counter()
+                    rate = window_imgs / max(now - window_t, 1e-9)
+                    last = {"loss": window_loss / window_n, "lr": scheduler.get_last_lr()[0], "img_per_s": rate}
+                    runlog.write({"step": step, **last, "bad_steps": counters["bad_steps"], "time": now - started})
+                    bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{rate:.0f}")
+                    window_loss, window_n, window_imgs, window_t = 0.0, 0, 0, now
+                counters["elapsed"] = time.perf_counter() - started
+                if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
+                    evaluate()
+                if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps:
+                    save("last.pt")
+        except KeyboardInterrupt:
+            stop.signal = "SIGINT"
+        finally:
+            bar.close()
+            del batches
+        if stop.signal:
+            counters["elapsed"] = time.perf_counter() - started
+            save("last.pt")
+            raise TrainingStopped(
+                stop.signal,
+                f"stopped by {stop.signal} at step {counters['step']}; checkpoint saved to {run_dir / 'last.pt'} "
+                f"(continue with --resume)",
+            )
+    return {**counters, "run_dir": str(run_dir), "last": last, "final_eval": evals[-1] if evals else None}
+
+
+class TrainingStopped(CaptchaStreamError):
+    """Training was stopped by a signal after saving a checkpoint."""
+
+    def __init__(self, signal_name: str, message: str) -> None:
+        super().__init__(message)
+        # The shell's convention: 128 + signal number.
+        self.exit_code = 128 + int(getattr(signal, signal_name))
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with dotted `section.key` overrides applied (a deep copy)."""
+    out = json.loads(json.dumps(base))
+    for key, value in overrides.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out

@@ -1,0 +1,97 @@
+"""--view: every captcha beside the model's attempt, as one self-contained HTML page.
+
+A page rather than a GUI window: it works over SSH and on headless machines, can be
+kept with the run, and the browser does the zooming and scrolling. When a display is
+available the page is opened in the default browser.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import sys
+import webbrowser
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import metrics
+
+_STYLE = """
+body { font-family: sans-serif; margin: 1.5em; background: #fafafa; }
+.grid { display: flex; flex-wrap: wrap; gap: 10px; }
+.card { background: white; border: 2px solid #cde5cd; border-radius: 6px; padding: 6px; }
+.card.wrong { border-color: #e06666; }
+.card img { display: block; image-rendering: pixelated; }
+.text { font-family: monospace; font-size: 18px; margin-top: 4px; }
+.bad { color: #c00; font-weight: bold; text-decoration: underline; }
+.meta { color: #777; font-size: 12px; }
+body.only-wrong .card:not(.wrong) { display: none; }
+"""
+
+
+def has_display() -> bool:
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _marked(pred: str, truth: str) -> str:
+    """The prediction with each character that differs from the truth (position-wise) marked."""
+    parts = []
+    for i, ch in enumerate(pred):
+        ok = i < len(truth) and truth[i] == ch
+        parts.append(html.escape(ch) if ok else f'<span class="bad">{html.escape(ch)}</span>')
+    if len(pred) < len(truth):
+        parts.append('<span class="bad">' + "_" * (len(truth) - len(pred)) + "</span>")
+    return "".join(parts) or '<span class="bad">(empty)</span>'
+
+
+def write_view(
+    out: str | os.PathLike[str],
+    image_paths: Sequence[Path],
+    labels: Sequence[str],
+    preds: Sequence[str],
+    confidences: Sequence[float],
+    title: str,
+) -> Path:
+    out = Path(out)
+    summary = metrics.summary(preds, labels)
+    wrong = sum(p != t for p, t in zip(preds, labels))
+    cards = []
+    # Mistakes first: they are what a person opens this page to look at.
+    order = sorted(range(len(labels)), key=lambda i: (preds[i] == labels[i], i))
+    for i in order:
+        data = base64.b64encode(Path(image_paths[i]).read_bytes()).decode("ascii")
+        ok = preds[i] == labels[i]
+        cards.append(
+            f'<div class="card{"" if ok else " wrong"}"><img src="data:image/png;base64,{data}" alt="">'
+            f'<div class="text">truth&nbsp;{html.escape(labels[i])}</div>'
+            f'<div class="text">model&nbsp;{_marked(preds[i], labels[i])}</div>'
+            f'<div class="meta">{html.escape(Path(image_paths[i]).name)} · confidence {confidences[i]:.3f}</div></div>'
+        )
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>"
+        f"<p>{len(labels)} images, {wrong} wrong. Full-string accuracy {summary['full_string_accuracy']:.2%}, "
+        f"character accuracy {summary['char_accuracy']:.2%}, CER {summary['cer']:.2%}, case-insensitive "
+        f"{summary['case_insensitive_accuracy']:.2%}. Mistakes come first; wrong characters are "
+        f"<span class='bad'>marked</span>.</p>"
+        "<label><input type='checkbox' onchange=\"document.body.classList.toggle('only-wrong', this.checked)\">"
+        " show only mistakes</label><div class='grid'>" + "".join(cards) + "</div></body></html>"
+    )
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def open_view(path: Path) -> bool:
+    """Open the page in a browser when there is a screen to show it on."""
+    if not has_display():
+        return False
+    try:
+        return webbrowser.open(path.resolve().as_uri())
+    except webbrowser.Error:
+        return False

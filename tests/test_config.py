@@ -1,0 +1,66 @@
+import pytest
+
+from captcha_stream.config import Config, DataConfig, load_config
+from captcha_stream.errors import CaptchaStreamError
+
+
+@pytest.mark.parametrize(
+    "change, culprit",
+    [
+        (dict(charset=""), "data.charset"),
+        (dict(charset="abca"), "'a' appears more than once"),
+        (dict(min_length=6, max_length=5), "data.min_length"),
+        (dict(min_length=0), "data.min_length"),
+        (dict(fonts=["/nope/font.ttf"]), "/nope/font.ttf"),
+        (dict(width=10), "data.width"),
+        (dict(height=5), "data.height"),
+        (dict(channels=2), "data.channels"),
+        (dict(font_sizes=[]), "data.font_sizes"),
+    ],
+)
+def test_data_validation_names_field(change, culprit):
+    with pytest.raises(CaptchaStreamError, match=culprit.replace("(", r"\(")) as exc:
+        DataConfig(**change).validate()
+    assert "\n" not in str(exc.value)
+
+
+def test_yaml_unknown_key(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("data:\n  widht: 100\n")
+    with pytest.raises(CaptchaStreamError, match=r"data\.widht.*valid keys: charset"):
+        load_config(p)
+
+
+def test_yaml_wrong_type(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  steps: lots\n")
+    with pytest.raises(CaptchaStreamError, match=r"c\.yaml: train\.steps: expected an integer"):
+        load_config(p)
+
+
+def test_yaml_syntax_error(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("data: [1, 2\n")
+    with pytest.raises(CaptchaStreamError, match="YAML syntax error at line"):
+        load_config(p)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(CaptchaStreamError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_overrides_and_round_trip(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("data:\n  width: 160\n  height: 60\n")
+    cfg = load_config(p, {"train.steps": 10, "data.charset": "0123"})
+    assert cfg.data.width == 160 and cfg.train.steps == 10 and cfg.data.charset == "0123"
+    assert cfg.name == "c"
+    from captcha_stream.config import config_from_dict
+
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_defaults_are_valid():
+    Config().validate()
+    assert (Config().data.width, Config().data.height) == (280, 90)
