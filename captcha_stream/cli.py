@@ -116,6 +116,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     if args.resume:
         # The run's own config wins; only what was given on this command line changes it.
         run_dir = run_dir_for(cfg)
+        if not any((run_dir / name).exists() for name in ("last.pt", "last.prev.pt")):
+            raise CaptchaStreamError(f"{run_dir}: no last.pt to resume from")
         state = load_for_resume(run_dir / "last.pt", log=lambda s: None)
         cfg = from_dict(Config, merge(state["config"], {"train.run_dir": str(run_dir), **overrides}))
         cfg.validate()

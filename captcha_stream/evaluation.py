@@ -28,7 +28,10 @@ def load_all(
     dataset: Dataset, batch_size: int = 256, workers: int = 0, progress: bool = False
 ) -> tuple[torch.Tensor, list[str]]:
     """Every image of a labelled dataset as one uint8 tensor (decoded once, reused each eval)."""
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_stack)
+    # Its own generator: loading a test set must not move the global RNG (exact resume).
+    loader = DataLoader(
+        dataset, batch_size=batch_size, num_workers=workers, collate_fn=_stack, generator=torch.Generator()
+    )
     images, labels = [], []
     for x, y in tqdm(loader, desc="loading images", unit="batch", disable=not progress, leave=False):
         images.append(x)

@@ -98,6 +98,9 @@ def make_loader(cfg: Config, codec: Codec, start_batch: int, workers: int, pin: 
         pin_memory=pin,
         worker_init_fn=_worker_init if workers > 0 else None,
         prefetch_factor=4 if workers > 0 else None,
+        # The DataLoader draws worker base seeds from this generator instead of the global
+        # RNG, which must advance only with dropout for a resumed run to match.
+        generator=torch.Generator().manual_seed(cfg.train.seed),
     )
 
 
@@ -216,9 +219,6 @@ def train(
             ) from None
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng_cpu"])
-        if "rng_cuda" in ckpt and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
         counters.update({k: ckpt[k] for k in counters})
         log(f"resuming {run_dir} at step {counters['step']}")
 
@@ -255,6 +255,11 @@ def train(
                 checkpoint_state(model, optimizer, scheduler, cfg, counters), run_dir / "best.pt", keep_previous=False
             )
 
+    if ckpt is not None:
+        # Restored last, just before the loop: anything above may draw from the global RNG.
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if "rng_cuda" in ckpt and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
     model.train()
     bar = tqdm(
         total=cfg.train.steps,

@@ -1,0 +1,229 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from captcha_stream.config import load_config
+from captcha_stream.errors import CaptchaStreamError
+from captcha_stream.export import export_set
+from captcha_stream.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "smoke.yaml"
+
+
+def smoke(tmp_path, **overrides):
+    base = {"train.run_dir": str(tmp_path / "run"), "eval.test_dir": str(tmp_path / "test")}
+    return load_config(SMOKE, {**base, **overrides})
+
+
+def losses(run_dir):
+    out = {}
+    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if "loss" in rec:
+            out[rec["step"]] = rec["loss"]
+    return out
+
+
+def quiet_train(cfg, **kw):
+    return train(cfg, progress=False, log=lambda s: None, **kw)
+
+
+def test_tiny_model_overfits_tiny_set(tmp_path):
+    overrides = {
+        "data.charset": "abcd",
+        "data.min_length": 2,
+        "data.max_length": 3,
+        "data.width": 64,
+        "data.height": 32,
+        "data.font_sizes": [26],
+        "model.cnn_channels": [16, 32],
+        "model.rnn_hidden": 64,
+        "optim.lr": 0.005,
+        "optim.warmup_steps": 10,
+        "train.steps": 600,
+        "train.batch_size": 32,
+        "train.eval_every": 600,
+        "train.checkpoint_every": 600,
+        "train.log_every": 100,
+    }
+    cfg = smoke(tmp_path, **overrides)
+    export_set(tmp_path / "tiny", 32, cfg.data, seed=0, workers=1, progress=False, log=lambda s: None)
+    cfg.train.train_dir = cfg.eval.test_dir = str(tmp_path / "tiny")
+    t = time.perf_counter()
+    result = quiet_train(cfg)
+    assert result["final_eval"]["full_string_accuracy"] >= 0.9, result["final_eval"]
+    assert time.perf_counter() - t < 120  # "about a minute" on 2 cores, with room for a busy machine
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_equals_uninterrupted(tmp_path, workers):
+    cfg = smoke(
+        tmp_path,
+        **{
+            "train.steps": 8,
+            "train.log_every": 1,
+            "train.checkpoint_every": 4,
+            "train.num_workers": workers,
+            "model.dropout": 0.2,
+            "model.rnn_layers": 2,
+        },
+    )
+    quiet_train(cfg)
+    straight = losses(tmp_path / "run")
+    # last.prev.pt is the checkpoint of step 4: resume from it in a fresh run directory.
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    (resumed_dir / "last.pt").write_bytes((tmp_path / "run" / "last.prev.pt").read_bytes())
+    cfg.train.run_dir = str(resumed_dir)
+    result = quiet_train(cfg, resume=True)
+    assert result["step"] == 8
+    again = losses(resumed_dir)
+    assert sorted(again) == [5, 6, 7, 8]
+    for step in again:
+        assert again[step] == straight[step]
+
+
+def test_non_finite_losses_abort_with_message(tmp_path, monkeypatch):
+    cfg = smoke(tmp_path, **{"train.max_bad_steps": 3})
+    monkeypatch.setattr(torch.nn.CTCLoss, "forward", lambda self, *a: torch.tensor(float("nan")))
+    with pytest.raises(CaptchaStreamError, match="3 non-finite losses in a row at step 0"):
+        quiet_train(cfg)
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    cfg = smoke(tmp_path, **{"train.steps": 2})
+    quiet_train(cfg)
+    with pytest.raises(CaptchaStreamError, match="holds a run already"):
+        quiet_train(cfg)
+
+
+def test_model_too_narrow_for_labels(tmp_path):
+    cfg = smoke(tmp_path, **{"data.max_length": 12, "data.min_length": 5, "data.width": 40})
+    with pytest.raises(CaptchaStreamError, match="fewer than 2 x data.max_length"):
+        quiet_train(cfg)
+
+
+def run_script(script, *args, cwd, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args], cwd=cwd, capture_output=True, text=True, env=env, **kw
+    )
+
+
+def test_sigint_saves_then_resume_matches(tmp_path):
+    args = [
+        "--config",
+        str(SMOKE),
+        "--steps",
+        "400",
+        "--set",
+        "train.log_every=1",
+        "--set",
+        "train.eval_every=1000",
+        "--set",
+        "train.checkpoint_every=1000",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args, "--run-dir", "a"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = tmp_path / "a" / "metrics.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 5):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped by SIGINT" in err and "Traceback" not in err
+    stopped = losses(tmp_path / "a")
+    assert 5 <= max(stopped) < 400
+    r = run_script("train.py", *args, "--run-dir", "a", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run_script("train.py", *args, "--run-dir", "b", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+
+
+def test_documented_commands_and_checkpoint_alone(tmp_path):
+    cfg_args = ["--config", str(SMOKE), "--no-progress"]
+    r = run_script("train.py", *cfg_args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "done: 20 steps" in r.stdout
+    r = run_script("export_fixed_set.py", "--n", "6", "--config", str(SMOKE), "--workers", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    # The checkpoint alone: move it away from its run and config.
+    ckpt = tmp_path / "alone.pt"
+    (tmp_path / "runs" / "smoke" / "best.pt").rename(ckpt)
+    r = run_script(
+        "evaluate.py",
+        "--checkpoint",
+        str(ckpt),
+        "--data",
+        "data/train",
+        "--json",
+        "m.json",
+        "--view",
+        "--no-progress",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "m.json").read_text())
+    assert summary["n"] == 6 and 0 <= summary["full_string_accuracy"] <= 1
+    assert "full-string accuracy" in r.stdout and "truth" in r.stdout
+    page = tmp_path / "view-train.html"
+    assert page.is_file() and page.read_text().count("<img") == 6
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "captcha_stream",
+            "predict",
+            "--checkpoint",
+            str(ckpt),
+            "data/train/000000.png",
+            "data/train/000001.png",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert [ln.split("\t")[0] for ln in lines] == ["data/train/000000.png", "data/train/000001.png"]
+    assert all(0 <= float(ln.split("\t")[2]) <= 1 for ln in lines)
+    # evaluate.py with no arguments finds the newest runs/*/best.pt (none left here: an error, not a crash).
+    r = run_script("evaluate.py", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("error: no checkpoint found")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "train.stepz=3"], "unknown config key 'train.stepz'; valid keys: steps"),
+        (["--steps", "-1"], "train.steps: must be at least 1, got -1"),
+        (["--batch-size", "0"], "train.batch_size: must be at least 1, got 0"),
+        (["--set", "optim.lr=0"], "optim.lr: must be > 0"),
+        (["--set", "data.min_length=5"], "data.min_length: 5 is greater than max_length 3"),
+        (["--set", "nonsense"], "expected section.key=value"),
+        (["--resume"], "no last.pt to resume from"),
+    ],
+)
+def test_cli_config_errors(tmp_path, args, message):
+    r = run_script("train.py", "--config", str(SMOKE), *args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
