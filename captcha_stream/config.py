@@ -112,8 +112,13 @@ class OptimConfig:
     # Cosine decay from lr to lr * min_lr_ratio after the warm-up.
     min_lr_ratio: float = 0.01
     grad_clip: float = 5.0
+    # How lr grows with torchrun's world size (the global batch is batch_size x ranks):
+    # sqrt (the usual rule for Adam), linear, or none.
+    lr_scaling: str = "sqrt"
 
     def validate(self, where: str = "optim") -> None:
+        if self.lr_scaling not in ("sqrt", "linear", "none"):
+            raise CaptchaStreamError(f"{where}.lr_scaling: must be sqrt, linear or none, got {self.lr_scaling!r}")
         if not self.lr > 0:
             raise CaptchaStreamError(f"{where}.lr: must be > 0, got {self.lr}")
         if self.weight_decay < 0:

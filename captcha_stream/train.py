@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from . import distributed
 from .checkpoint import load_for_resume, save_checkpoint
 from .codec import Codec
 from .config import Config
@@ -67,12 +68,12 @@ def build_model(cfg: Config) -> tuple[CRNN, Codec]:
     return CRNN(cfg.data, cfg.model, codec.num_classes), codec
 
 
-def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, cfg: Config, lr_scale: float = 1.0) -> torch.optim.Optimizer:
     # No weight decay on norms and biases: decaying them only fights BatchNorm.
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr)
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr * lr_scale)
 
 
 def _worker_init(_: int) -> None:
@@ -82,14 +83,14 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def make_loader(cfg: Config, codec: Codec, start_batch: int, workers: int, pin: bool) -> DataLoader:
+def make_loader(cfg: Config, codec: Codec, start_batch: int, workers: int, pin: bool, rank: int = 0) -> DataLoader:
     start, block = start_batch * cfg.train.batch_size, cfg.train.batch_size
     stream: IndexedStream
     if cfg.train.train_dir:
         folder = FolderDataset(cfg.train.train_dir, cfg.data, cfg.train.train_labels or None)
-        stream = FolderStream(folder, seed=cfg.train.seed, start=start, block_size=block)
+        stream = FolderStream(folder, seed=cfg.train.seed, start=start, block_size=block, rank=rank)
     else:
-        stream = CaptchaStream(cfg.data, seed=cfg.train.seed, start=start, block_size=block)
+        stream = CaptchaStream(cfg.data, seed=cfg.train.seed, start=start, block_size=block, rank=rank)
     return DataLoader(
         stream,
         batch_size=cfg.train.batch_size,
@@ -193,10 +194,35 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = tqdm.write,
 ) -> dict[str, Any]:
-    """Train (or resume) the run described by `cfg`; returns the final counters and metrics."""
-    run_dir = run_dir_for(cfg)
-    prepare_run_dir(run_dir, resume)
+    """Train (or resume) the run described by `cfg`; returns the final counters and metrics.
+
+    Under torchrun every rank runs this; rank 0 alone evaluates, logs and saves.
+    """
     device = pick_device(cfg.train.device)
+    dinfo = distributed.setup(device.type)
+    try:
+        return _train(cfg, resume, progress, log, device, dinfo)
+    finally:
+        distributed.cleanup(dinfo)
+
+
+def _train(
+    cfg: Config,
+    resume: bool,
+    progress: bool,
+    log: Callable[[str], None],
+    device: torch.device,
+    dinfo: distributed.DistInfo,
+) -> dict[str, Any]:
+    main = dinfo.is_main
+    if not main:
+        log = _silent
+    if dinfo.enabled and device.type == "cuda":
+        device = torch.device("cuda", dinfo.local_rank)
+    run_dir = run_dir_for(cfg)
+    if main:
+        prepare_run_dir(run_dir, resume)
+    distributed.barrier(dinfo)
     torch.manual_seed(cfg.train.seed)
 
     ckpt: dict[str, Any] | None = None
@@ -207,7 +233,13 @@ def train(
 
     model, codec = build_model(cfg)
     model.to(device)
-    optimizer = make_optimizer(model, cfg)
+    # The configured lr is for one process; more ranks make a larger global batch.
+    lr_scale = (
+        math.sqrt(dinfo.world_size)
+        if cfg.optim.lr_scaling == "sqrt"
+        else (dinfo.world_size if cfg.optim.lr_scaling == "linear" else 1.0)
+    )
+    optimizer = make_optimizer(model, cfg, lr_scale)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     counters: dict[str, Any] = {"step": 0, "batches": 0, "bad_steps": 0, "best_accuracy": -1.0, "elapsed": 0.0}
     if ckpt is not None:
@@ -219,23 +251,36 @@ def train(
             ) from None
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if lr_scale != ckpt.get("lr_scale", 1.0):
+            # A run resumed on a different number of ranks keeps the schedule but rescales it.
+            for group in optimizer.param_groups:
+                group["initial_lr"] = cfg.optim.lr * lr_scale
+            scheduler.base_lrs = [cfg.optim.lr * lr_scale for _ in optimizer.param_groups]
         counters.update({k: ckpt[k] for k in counters})
         log(f"resuming {run_dir} at step {counters['step']}")
+    net: torch.nn.Module = model
+    if dinfo.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
-    # The frozen test set, decoded once and kept in memory for every evaluation.
-    test_dir = ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed, log=log)
-    test_images, test_labels = load_all(FolderDataset(test_dir, cfg.data), cfg.eval.batch_size)
+    test_images = torch.empty(0)
+    test_labels: list[str] = []
+    if main:
+        # The frozen test set, decoded once and kept in memory for every evaluation.
+        test_dir = ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed, log=log)
+        test_images, test_labels = load_all(FolderDataset(test_dir, cfg.data), cfg.eval.batch_size)
 
     workers = cfg.train.num_workers if cfg.train.num_workers >= 0 else default_workers()
-    loader = make_loader(cfg, codec, counters["batches"], workers, pin=device.type == "cuda")
+    loader = make_loader(cfg, codec, counters["batches"], workers, pin=device.type == "cuda", rank=dinfo.rank)
     ctc = torch.nn.CTCLoss(blank=0, reduction="mean")
     use_amp = cfg.train.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
     # bf16 keeps fp32's range, so no loss scaler is needed.
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
-    runlog = RunLog(run_dir / "metrics.jsonl", counters["step"] if resume else None)
+    runlog = RunLog(run_dir / "metrics.jsonl", counters["step"] if resume else None) if main else None
 
-    def save(name: str) -> None:
-        save_checkpoint(checkpoint_state(model, optimizer, scheduler, cfg, counters), run_dir / name)
+    def state() -> dict[str, Any]:
+        return checkpoint_state(model, optimizer, scheduler, cfg, {**counters, "lr_scale": lr_scale})
 
     evals: list[dict[str, float]] = []
 
@@ -251,9 +296,7 @@ def train(
         )
         if summary["full_string_accuracy"] > counters["best_accuracy"]:
             counters["best_accuracy"] = summary["full_string_accuracy"]
-            save_checkpoint(
-                checkpoint_state(model, optimizer, scheduler, cfg, counters), run_dir / "best.pt", keep_previous=False
-            )
+            save_checkpoint(state(), run_dir / "best.pt", keep_previous=False)
 
     if ckpt is not None:
         # Restored last, just before the loop: anything above may draw from the global RNG.
@@ -266,7 +309,7 @@ def train(
         initial=counters["step"],
         desc=f"training {run_dir.name}",
         unit="step",
-        disable=not progress,
+        disable=not (progress and main),
         dynamic_ncols=True,
     )
     last: dict[str, float] = {}
@@ -274,22 +317,43 @@ def train(
     bad_in_row = 0
     started = time.perf_counter() - counters["elapsed"]
     batches: Iterator[Any] = iter(loader)
+    first_batch = True
     with StopRequest() as stop:
         try:
             while counters["step"] < cfg.train.steps:
-                if stop.signal:
+                # Every rank stops together (a rank leaving alone would hang DDP's all-reduce),
+                # and before drawing the batch, so the saved RNG state and stream position
+                # are exactly those of the next step.
+                if distributed.reduce_max(dinfo, [float(stop.signal is not None)], device)[0]:
+                    stop.signal = stop.signal or "SIGTERM"
                     break
                 batch = next(batches)
                 counters["batches"] += 1
+                if first_batch:
+                    first_batch = False
+                    # A record of who saw what: each rank must stream its own captchas.
+                    labels = distributed.gather(dinfo, batch.labels[:4])
+                    if main:
+                        runlog.write(
+                            {
+                                "step": counters["step"],
+                                "event": "start",
+                                "world_size": dinfo.world_size,
+                                "global_batch": cfg.train.batch_size * dinfo.world_size,
+                                "lr": cfg.optim.lr * lr_scale,
+                                "first_labels": labels,
+                            }
+                        )
                 images = batch.images.to(device, non_blocking=True)
                 with autocast:
-                    log_probs = model(images)
+                    log_probs = net(images)
                 input_lengths = torch.full((images.shape[0],), log_probs.shape[0], dtype=torch.long)
                 loss = ctc(log_probs, batch.targets, input_lengths, batch.target_lengths)
-                if not torch.isfinite(loss):
+                # Skipped together too: one rank skipping backward alone would hang the rest.
+                bad = distributed.reduce_max(dinfo, [float(not torch.isfinite(loss))], device)[0]
+                if bad:
                     counters["bad_steps"] += 1
                     bad_in_row += 1
-                    optimizer.zero_grad(set_to_none=True)
                     if bad_in_row >= cfg.train.max_bad_steps:
                         raise CaptchaStreamError(
                             f"{bad_in_row} non-finite losses in a row at step {counters['step']}; "
@@ -311,16 +375,20 @@ def train(
                 bar.update(1)
                 if step % cfg.train.log_every == 0 or step == cfg.train.steps:
                     now = time.perf_counter()
-                    rate = window_imgs / max(now - window_t, 1e-9)
-                    last = {"loss": window_loss / window_n, "lr": scheduler.get_last_lr()[0], "img_per_s": rate}
-                    runlog.write({"step": step, **last, "bad_steps": counters["bad_steps"], "time": now - started})
+                    total_loss, total_n, total_imgs = distributed.reduce_sum(
+                        dinfo, [window_loss, window_n, window_imgs], device
+                    )
+                    rate = total_imgs / max(now - window_t, 1e-9)
+                    last = {"loss": total_loss / total_n, "lr": scheduler.get_last_lr()[0], "img_per_s": rate}
+                    if main:
+                        runlog.write({"step": step, **last, "bad_steps": counters["bad_steps"], "time": now - started})
                     bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{rate:.0f}")
                     window_loss, window_n, window_imgs, window_t = 0.0, 0, 0, now
                 counters["elapsed"] = time.perf_counter() - started
-                if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
+                if main and (step % cfg.train.eval_every == 0 or step == cfg.train.steps):
                     evaluate()
-                if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps:
-                    save("last.pt")
+                if main and (step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps):
+                    save_checkpoint(state(), run_dir / "last.pt")
         except KeyboardInterrupt:
             stop.signal = "SIGINT"
         finally:
@@ -328,13 +396,19 @@ def train(
             del batches
         if stop.signal:
             counters["elapsed"] = time.perf_counter() - started
-            save("last.pt")
+            if main:
+                save_checkpoint(state(), run_dir / "last.pt")
             raise TrainingStopped(
                 stop.signal,
                 f"stopped by {stop.signal} at step {counters['step']}; checkpoint saved to {run_dir / 'last.pt'} "
                 f"(continue with --resume)",
             )
+    distributed.barrier(dinfo)
     return {**counters, "run_dir": str(run_dir), "last": last, "final_eval": evals[-1] if evals else None}
+
+
+def _silent(_: str) -> None:
+    pass
 
 
 class TrainingStopped(CaptchaStreamError):
