@@ -14,6 +14,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -169,6 +170,9 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
         )
     if resume and not (run_dir / "last.pt").exists() and not (run_dir / "last.prev.pt").exists():
         raise CaptchaStreamError(f"{run_dir}: no last.pt to resume from")
+    # A checkpoint write cut off by kill -9 leaves its temporary file; the real ones are intact.
+    for tmp in run_dir.glob(".*.pt.tmp-*"):
+        tmp.unlink(missing_ok=True)
 
 
 def checkpoint_state(
@@ -188,16 +192,27 @@ def checkpoint_state(
     return state
 
 
+def check_compatible(ckpt: dict[str, Any], cfg: Config, path: Path) -> None:
+    """A checkpoint resumes only with the data it was trained on (the model's input and output)."""
+    saved = ckpt["config"].get("data", {})
+    for key in ("charset", "width", "height", "channels"):
+        if saved.get(key) != getattr(cfg.data, key):
+            raise CaptchaStreamError(
+                f"{path}: was trained with data.{key}={saved.get(key)!r}, the config says {getattr(cfg.data, key)!r}"
+            )
+
+
 def train(
     cfg: Config,
     resume: bool = False,
     progress: bool = True,
-    log: Callable[[str], None] = tqdm.write,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) the run described by `cfg`; returns the final counters and metrics.
 
     Under torchrun every rank runs this; rank 0 alone evaluates, logs and saves.
     """
+    log = log or _to_stderr
     device = pick_device(cfg.train.device)
     dinfo = distributed.setup(device.type)
     try:
@@ -228,8 +243,7 @@ def _train(
     ckpt: dict[str, Any] | None = None
     if resume:
         ckpt = load_for_resume(run_dir / "last.pt", log=log)
-        if ckpt["charset"] != cfg.data.charset:
-            raise CaptchaStreamError(f"{run_dir / 'last.pt'}: was trained with a different charset than the config")
+        check_compatible(ckpt, cfg, run_dir / "last.pt")
 
     model, codec = build_model(cfg)
     model.to(device)
@@ -327,7 +341,7 @@ def _train(
                 if distributed.reduce_max(dinfo, [float(stop.signal is not None)], device)[0]:
                     stop.signal = stop.signal or "SIGTERM"
                     break
-                batch = next(batches)
+                batch = next_batch(batches)
                 counters["batches"] += 1
                 if first_batch:
                     first_batch = False
@@ -409,6 +423,28 @@ def _train(
 
 def _silent(_: str) -> None:
     pass
+
+
+def _to_stderr(message: str) -> None:
+    # Through tqdm so a message does not tear the progress bar.
+    tqdm.write(message, file=sys.stderr)
+
+
+def next_batch(batches: Iterator[Any]) -> Any:
+    """The next batch; a failure inside a DataLoader worker becomes one line naming its cause.
+
+    The DataLoader re-raises a worker's exception with the worker's whole traceback in the
+    message; its last line is the original exception, which is what a user needs.
+    """
+    try:
+        return next(batches)
+    except StopIteration:
+        raise CaptchaStreamError("the training stream ended early (a bounded stream or an empty folder?)") from None
+    except (CaptchaStreamError, OSError, RuntimeError, ValueError) as exc:
+        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+        cause = lines[-1].strip() if lines else exc.__class__.__name__
+        cause = cause.replace("captcha_stream.errors.CaptchaStreamError: ", "")
+        raise CaptchaStreamError(f"data loading failed: {cause}") from exc
 
 
 class TrainingStopped(CaptchaStreamError):

@@ -1,0 +1,213 @@
+"""Faults: killed runs, damaged checkpoints, signals, failing workers, interrupted exports."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from captcha.image import DEFAULT_FONTS
+from PIL import Image
+
+from captcha_stream.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "smoke.yaml"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def script(name, *args, cwd, **kw):
+    return subprocess.run(
+        [sys.executable, str(ROOT / name), *args], cwd=cwd, capture_output=True, text=True, env=ENV, timeout=300, **kw
+    )
+
+
+def start(name, *args, cwd):
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / name), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+
+
+def wait_for(predicate, timeout=90):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def logged_steps(run_dir):
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line being written right now
+        if "loss" in rec:
+            out.append(rec["step"])
+    return out
+
+
+TRAIN = [
+    "--config",
+    str(SMOKE),
+    "--no-progress",
+    "--steps",
+    "2000",
+    "--set",
+    "train.log_every=1",
+    "--set",
+    "train.checkpoint_every=3",
+    "--set",
+    "train.eval_every=100000",
+]
+
+
+def test_kill_9_then_resume_continues_from_last_checkpoint(tmp_path):
+    proc = start("train.py", *TRAIN, cwd=tmp_path)
+    wait_for(lambda: len(logged_steps(tmp_path / "runs/smoke")) >= 10)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    last = tmp_path / "runs/smoke/last.pt"
+    state = load_checkpoint(last)  # complete and loadable, never a partial file
+    assert state["step"] % 3 == 0 and state["step"] >= 9
+    r = script("train.py", *TRAIN[:-6], "--steps", str(state["step"] + 2), "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"resuming runs/smoke at step {state['step']}" in r.stderr
+    assert load_checkpoint(last)["step"] == state["step"] + 2
+    assert not list((tmp_path / "runs/smoke").glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_damaged_last_checkpoint_falls_back_to_previous(tmp_path, damage):
+    args = ["--config", str(SMOKE), "--no-progress", "--set", "train.checkpoint_every=2"]
+    assert script("train.py", *args, "--steps", "4", cwd=tmp_path).returncode == 0
+    last = tmp_path / "runs/smoke/last.pt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00garbage" * 100)
+    r = script("train.py", *args, "--steps", "6", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "runs/smoke/last.pt: not a readable checkpoint" in r.stderr
+    assert "resuming from the previous checkpoint runs/smoke/last.prev.pt" in r.stderr
+    assert "resuming runs/smoke at step 2" in r.stderr
+    assert load_checkpoint(last)["step"] == 6
+
+
+def test_both_checkpoints_damaged_is_a_clear_error(tmp_path):
+    args = ["--config", str(SMOKE), "--no-progress", "--set", "train.checkpoint_every=2"]
+    assert script("train.py", *args, "--steps", "4", cwd=tmp_path).returncode == 0
+    for name in ("last.pt", "last.prev.pt"):
+        (tmp_path / "runs/smoke" / name).write_bytes(b"broken")
+    r = script("train.py", *args, "--steps", "6", "--resume", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "last.prev.pt: not a readable checkpoint" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_save_and_exit_nonzero(tmp_path, sig, code):
+    proc = start("train.py", *TRAIN, cwd=tmp_path)
+    wait_for(lambda: len(logged_steps(tmp_path / "runs/smoke")) >= 4)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code
+    name = signal.Signals(sig).name
+    assert f"error: stopped by {name} at step" in err and "checkpoint saved to runs/smoke/last.pt" in err
+    assert "Traceback" not in err
+    step = load_checkpoint(tmp_path / "runs/smoke/last.pt")["step"]
+    assert step == max(logged_steps(tmp_path / "runs/smoke"))
+
+
+def test_failing_dataloader_worker_is_one_clear_line(tmp_path):
+    # A font that passes the start-up check (it exists) but cannot be loaded by the worker.
+    font = tmp_path / "broken.ttf"
+    font.write_bytes(b"this is not a font")
+    test = tmp_path / "test"
+    test.mkdir()
+    Image.new("RGB", (64, 32), "white").save(test / "a.png")
+    (test / "labels.csv").write_text("a.png,12\n")
+    r = script(
+        "train.py",
+        "--config",
+        str(SMOKE),
+        "--no-progress",
+        "--workers",
+        "2",
+        "--set",
+        f"data.fonts=[{font}]",
+        "--set",
+        f"eval.test_dir={test}",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2
+    # One line, the font named; the reason after it is FreeType's own wording.
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith(f"error: data loading failed: {font}: cannot load font: ")
+
+
+def test_font_vanishing_mid_run_names_the_font(tmp_path):
+    font = tmp_path / "font.ttf"
+    shutil.copy(DEFAULT_FONTS[0], font)
+    proc = start("train.py", *TRAIN, "--set", f"data.fonts=[{font}]", cwd=tmp_path)
+    wait_for(lambda: len(logged_steps(tmp_path / "runs/smoke")) >= 2)
+    # Workers load fonts once; a resumed run's new workers then find it gone.
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    font.unlink()
+    r = script("train.py", *TRAIN, "--resume", "--workers", "1", cwd=tmp_path)
+    assert r.returncode == 2
+    assert str(font) in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_interrupted_export_leaves_nothing_then_completes(tmp_path):
+    args = ["--n", "3000", "--workers", "1", "--out", "set", "--seed", "3", "--config", str(SMOKE)]
+    proc = start("export_fixed_set.py", *args, cwd=tmp_path)
+    wait_for(lambda: any(len(list(p.glob("*.png"))) > 20 for p in tmp_path.glob(".set.tmp-*")))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (tmp_path / "set").exists()  # no half-written set under the real name
+    r = script("export_fixed_set.py", *args[:1], "40", *args[2:], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # the leftover was cleaned up
+    ref = script(
+        "export_fixed_set.py",
+        "--n",
+        "40",
+        "--workers",
+        "2",
+        "--out",
+        "ref",
+        "--seed",
+        "3",
+        "--config",
+        str(SMOKE),
+        cwd=tmp_path,
+    )
+    assert ref.returncode == 0
+    for p in (tmp_path / "ref").glob("*.png"):
+        assert p.read_bytes() == (tmp_path / "set" / p.name).read_bytes()
+
+
+def test_checkpoints_cannot_run_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": 1, "model": {}, "config": {}, "x": Evil()}, path)
+    r = script("evaluate.py", "--checkpoint", str(path), cwd=tmp_path)
+    assert r.returncode == 2 and "evil.pt: not a readable checkpoint" in r.stderr
+    assert not (tmp_path / "pwned").exists()
