@@ -231,6 +231,12 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
             raise CaptchaStreamError(f"{key}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):
+            # PyYAML follows YAML 1.1, which reads 1e-3 (no dot) as a string.
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CaptchaStreamError(f"{key}: expected a number, got {value!r}")
         return float(value)

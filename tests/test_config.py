@@ -64,3 +64,9 @@ def test_overrides_and_round_trip(tmp_path):
 def test_defaults_are_valid():
     Config().validate()
     assert (Config().data.width, Config().data.height) == (280, 90)
+
+
+def test_exponent_without_dot_is_a_number(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("optim:\n  lr: 3e-4\n")
+    assert load_config(p, {"optim.weight_decay": "1e-2"}).optim.lr == 3e-4

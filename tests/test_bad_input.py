@@ -1,0 +1,224 @@
+"""Bad input: every case gets exit status 2 and one line that names the culprit, never a traceback.
+
+Each case runs a command-line entry point in-process (the same `run` wrapper the scripts use)
+against a small workspace of files made once for the module.
+"""
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from captcha_stream.cli import evaluate_main, export_main, predict_main, run, train_main
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = str(ROOT / "configs" / "smoke.yaml")
+MAINS = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "export": export_main}
+
+
+def png_header_only(width, height):
+    """A PNG that declares a huge size: Pillow refuses it at open(), before decoding."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """Workspace: a trained smoke checkpoint, a labelled set, and assorted broken files."""
+    w = tmp_path_factory.mktemp("ws")
+    cwd = os.getcwd()
+    os.chdir(w)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            run(train_main, ["--config", SMOKE, "--no-progress", "--steps", "2"])
+        assert exc.value.code == 0
+        with pytest.raises(SystemExit):
+            run(export_main, ["--n", "3", "--config", SMOKE, "--out", "set", "--workers", "1"])
+    finally:
+        os.chdir(cwd)
+    (w / "yaml_syntax.yaml").write_text("train:\n  steps: [1, 2\n")
+    (w / "top_list.yaml").write_text("- data\n- model\n")
+    (w / "not_utf8.csv").write_bytes(b"a.png,\xff\xfe\n")
+    (w / "text.png").write_text("hello, I am not an image")
+    (w / "empty.png").write_bytes(b"")
+    (w / "huge.png").write_bytes(png_header_only(30000, 30000))
+    (w / "adir").mkdir()
+    (w / "not_ckpt.pt").write_text("just text")
+    (w / "afile").write_text("x")
+    Image.new("RGBA", (120, 40), (0, 0, 0, 0)).save(w / "rgba.png")
+    Image.new("P", (120, 40)).save(w / "palette.png")
+    Image.fromarray(np.full((40, 120), 40000, dtype=np.uint16)).save(w / "sixteen.png")
+    for name, rows in {
+        "outside": "000000.png,12x\n",
+        "emptylabel": "000000.png,\n",
+        "malformed": "000000.png,12,3\n",
+        "dup": "000000.png,12\n000000.png,34\n",
+        "missingimg": "nope.png,12\n",
+    }.items():
+        (w / f"{name}.csv").write_text(rows)
+    return w
+
+
+CKPT = "runs/smoke/last.pt"
+CASES = [
+    # (id, command, args, text the one-line message must contain)
+    ("yaml-syntax", "train", ["--config", "yaml_syntax.yaml"], "yaml_syntax.yaml: YAML syntax error at line"),
+    ("yaml-top-list", "train", ["--config", "top_list.yaml"], "top_list.yaml: expected a mapping"),
+    ("config-missing", "train", ["--config", "nope.yaml"], "nope.yaml: config file not found"),
+    ("config-is-dir", "train", ["--config", "adir"], "adir: is a directory"),
+    ("unknown-key", "train", ["--config", SMOKE, "--set", "optim.momentum=0.9"], "unknown config key 'optim.momentum'"),
+    ("unknown-section", "train", ["--config", SMOKE, "--set", "trian.steps=3"], "unknown config key 'trian'"),
+    (
+        "wrong-type",
+        "train",
+        ["--config", SMOKE, "--set", "train.batch_size=big"],
+        "train.batch_size: expected an integer",
+    ),
+    ("wrong-type-bool", "train", ["--config", SMOKE, "--set", "train.amp=maybe"], "train.amp: expected true or false"),
+    ("negative-steps", "train", ["--config", SMOKE, "--steps", "-5"], "train.steps: must be at least 1, got -5"),
+    ("zero-batch", "train", ["--config", SMOKE, "--batch-size", "0"], "train.batch_size: must be at least 1, got 0"),
+    ("lr-zero", "train", ["--config", SMOKE, "--set", "optim.lr=0"], "optim.lr: must be > 0"),
+    ("lr-negative", "train", ["--config", SMOKE, "--set", "optim.lr=-1e-3"], "optim.lr: must be > 0"),
+    ("min-gt-max", "train", ["--config", SMOKE, "--set", "data.min_length=4"], "data.min_length: 4 is greater than"),
+    (
+        "too-narrow",
+        "train",
+        ["--config", SMOKE, "--set", "data.max_length=20", "--run-dir", "r1"],
+        "fewer than 2 x data.max_length=40",
+    ),
+    ("width-too-small", "train", ["--config", SMOKE, "--set", "data.width=10"], "data.width: 10 is too small"),
+    ("charset-dup", "train", ["--config", SMOKE, "--set", "data.charset=aab"], "data.charset: symbol 'a' appears"),
+    ("charset-empty", "train", ["--config", SMOKE, "--set", "data.charset="], "data.charset: is empty"),
+    ("channels", "train", ["--config", SMOKE, "--set", "data.channels=2"], "data.channels: must be 1"),
+    ("rnn-type", "train", ["--config", SMOKE, "--set", "model.rnn=transformer"], "model.rnn: must be 'lstm' or 'gru'"),
+    (
+        "font-missing",
+        "train",
+        ["--config", SMOKE, "--set", "data.fonts=[/no/such.ttf]"],
+        "font file not found: /no/such.ttf",
+    ),
+    ("no-cuda", "train", ["--config", SMOKE, "--device", "cuda:3", "--run-dir", "r2"], "no CUDA device"),
+    (
+        "run-dir-under-file",
+        "train",
+        ["--config", SMOKE, "--run-dir", "afile/run"],
+        "afile/run: cannot create run directory",
+    ),
+    ("run-exists", "train", ["--config", SMOKE], "runs/smoke: holds a run already"),
+    (
+        "resume-other-charset",
+        "train",
+        ["--config", SMOKE, "--resume", "--set", "data.charset=abcdefghij"],
+        "last.pt: was trained with data.charset='0123456789'",
+    ),
+    (
+        "resume-other-size",
+        "train",
+        ["--config", SMOKE, "--resume", "--set", "data.height=40"],
+        "last.pt: was trained with data.height=32",
+    ),
+    (
+        "train-dir-missing",
+        "train",
+        ["--config", SMOKE, "--train-dir", "nodir", "--run-dir", "r3"],
+        "nodir: image folder not found",
+    ),
+    (
+        "labels-outside-charset",
+        "evaluate",
+        ["--checkpoint", CKPT, "--data", "set", "--labels", "outside.csv"],
+        "outside.csv:1: label '12x': symbol 'x' is not in the charset",
+    ),
+    (
+        "empty-label",
+        "evaluate",
+        ["--checkpoint", CKPT, "--data", "set", "--labels", "emptylabel.csv"],
+        "emptylabel.csv:1: empty label for 000000.png",
+    ),
+    (
+        "malformed-row",
+        "evaluate",
+        ["--checkpoint", CKPT, "--data", "set", "--labels", "malformed.csv"],
+        "malformed.csv:1: malformed row",
+    ),
+    (
+        "duplicate-row",
+        "evaluate",
+        ["--checkpoint", CKPT, "--data", "set", "--labels", "dup.csv"],
+        "dup.csv:2: duplicate filename 000000.png",
+    ),
+    (
+        "image-missing",
+        "evaluate",
+        ["--checkpoint", CKPT, "--data", "set", "--labels", "missingimg.csv"],
+        "nope.png: image file not found",
+    ),
+    (
+        "labels-missing",
+        "evaluate",
+        ["--checkpoint", CKPT, "--data", "set", "--labels", "none.csv"],
+        "none.csv: labels CSV not found",
+    ),
+    (
+        "csv-not-utf8",
+        "evaluate",
+        ["--checkpoint", CKPT, "--data", "set", "--labels", "not_utf8.csv"],
+        "not_utf8.csv: not a UTF-8 text CSV",
+    ),
+    ("no-csv-in-folder", "evaluate", ["--checkpoint", CKPT, "--data", "adir"], "adir: no labels CSV found"),
+    ("ckpt-not-ckpt", "evaluate", ["--checkpoint", "not_ckpt.pt"], "not_ckpt.pt: not a readable checkpoint"),
+    ("ckpt-is-dir", "evaluate", ["--checkpoint", "adir"], "adir: is a directory, expected a checkpoint"),
+    ("ckpt-missing", "evaluate", ["--checkpoint", "gone.pt"], "gone.pt: checkpoint not found"),
+    ("beam-negative", "evaluate", ["--checkpoint", CKPT, "--beam", "-2"], "--beam: must be >= 0"),
+    ("predict-text-file", "predict", ["--checkpoint", CKPT, "text.png"], "text.png: not a readable image"),
+    ("predict-zero-byte", "predict", ["--checkpoint", CKPT, "empty.png"], "empty.png: empty file"),
+    ("predict-missing", "predict", ["--checkpoint", CKPT, "nothere.png"], "nothere.png: image file not found"),
+    ("predict-dir", "predict", ["--checkpoint", CKPT, "adir"], "adir: is a directory"),
+    ("predict-bomb", "predict", ["--checkpoint", CKPT, "huge.png"], "huge.png: image too large"),
+    ("export-n-zero", "export", ["--n", "0"], "--n: must be at least 1, got 0"),
+    ("export-extend-none", "export", ["--n", "2", "--extend", "--out", "fresh"], "fresh: no set to extend"),
+    ("export-different", "export", ["--n", "5", "--out", "set", "--config", SMOKE], "set: holds a different set"),
+    ("export-out-is-file", "export", ["--n", "2", "--out", "afile"], "afile: exists and is not a folder"),
+    ("set-syntax", "train", ["--config", SMOKE, "--set", "steps=3"], "expected section.key=value"),
+]
+
+
+@pytest.mark.parametrize("command, args, message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_line(ws, capsys, monkeypatch, command, args, message):
+    monkeypatch.chdir(ws)
+    with pytest.raises(SystemExit) as exc:
+        run(MAINS[command], args)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    assert err.startswith("error: ") and message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_case_count():
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("name", ["rgba.png", "palette.png", "sixteen.png"])
+def test_awkward_but_valid_images_are_read(ws, capsys, monkeypatch, name):
+    monkeypatch.chdir(ws)
+    with pytest.raises(SystemExit) as exc:
+        run(predict_main, ["--checkpoint", CKPT, name])
+    assert exc.value.code == 0
+    path, _text, conf = capsys.readouterr().out.strip().split("\t")
+    assert path == name and 0.0 <= float(conf) <= 1.0
+
+
+def test_debug_shows_the_traceback(ws, monkeypatch):
+    from captcha_stream.errors import CaptchaStreamError
+
+    monkeypatch.chdir(ws)
+    with pytest.raises(CaptchaStreamError):
+        run(evaluate_main, ["--checkpoint", "gone.pt", "--debug"])
