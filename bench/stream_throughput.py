@@ -2,8 +2,9 @@
 """Images/s of the rendering pipeline, each way measured side by side in one run.
 
   (a) captcha's own ImageCaptcha.generate_image
-  (b) Renderer.sample (seeded)
-  (c) CaptchaStream through a DataLoader with 0, 1 and 2 workers (rendering + preprocessing)
+  (b) Renderer(fast=False).sample: seeded, through the package's code
+  (c) Renderer(fast=True).sample: seeded, the pixel-identical fast path
+  (d) CaptchaStream (fast path) through a DataLoader with 0, 1 and 2 workers (rendering + preprocessing)
 
 Rounds are interleaved (a, b, c0, c1, c2, a, b, ...) so machine noise hits all of them
 alike; the table reports the median over rounds. Usage:
@@ -42,8 +43,8 @@ def time_package(data, n):
     return n / (time.perf_counter() - t)
 
 
-def time_renderer(data, n):
-    r = Renderer(data, seed=0)
+def time_renderer(data, n, fast):
+    r = Renderer(data, seed=0, fast=fast)
     t = time.perf_counter()
     for _ in range(n):
         r.sample()
@@ -79,7 +80,8 @@ def main() -> None:
     data = load_config(args.config).data
     cases = {
         "package_generate_image": lambda: time_package(data, args.n),
-        "renderer_sample": lambda: time_renderer(data, args.n),
+        "renderer_package_path": lambda: time_renderer(data, args.n, False),
+        "renderer_fast_path": lambda: time_renderer(data, args.n, True),
         "loader_0_workers": lambda: time_loader(data, args.n, 0),
         "loader_1_worker": lambda: time_loader(data, args.n, 1),
         "loader_2_workers": lambda: time_loader(data, args.n, 2),
@@ -107,10 +109,15 @@ def main() -> None:
         "rounds": runs,
         "median_img_per_s": med,
         "package_img_per_s": base,
+        "fast_img_per_s": med["renderer_fast_path"],
+        "ratio": med["renderer_fast_path"] / base,
+        "ratio_vs_seeded_package_path": med["renderer_fast_path"] / med["renderer_package_path"],
         "loader_2_vs_1_workers": med["loader_2_workers"] / med["loader_1_worker"],
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"fast path / package: {result['ratio']:.2f}x; DataLoader 2 vs 1 workers: "
+          f"{result['loader_2_vs_1_workers']:.2f}x")
     print(f"saved {args.out}")
 
 

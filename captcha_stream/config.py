@@ -39,6 +39,9 @@ class DataConfig:
     font_sizes: list[int] = field(default_factory=lambda: list(PACKAGE_FONT_SIZES))
     # 1 = grayscale, 3 = RGB; the model's input channels follow this.
     channels: int = 1
+    # Data echoing (Choi et al. 2019): use each rendered image this many times, each echo
+    # with a small random affine jitter, for machines where rendering cannot keep up.
+    echo: int = 1
 
     def validate(self, where: str = "data", check_files: bool = True) -> None:
         if not self.charset:
@@ -70,6 +73,8 @@ class DataConfig:
         for size in self.font_sizes:
             if size < 4:
                 raise CaptchaStreamError(f"{where}.font_sizes: {size} is too small (minimum 4)")
+        if self.echo < 1:
+            raise CaptchaStreamError(f"{where}.echo: must be at least 1 (1 = off), got {self.echo}")
         if self.channels not in (1, 3):
             raise CaptchaStreamError(f"{where}.channels: must be 1 (grayscale) or 3 (RGB), got {self.channels}")
 

@@ -22,6 +22,7 @@ from PIL import Image
 
 from .config import DataConfig
 from .errors import CaptchaStreamError
+from .fastrender import FastCaptcha, supported, warn_unsupported
 
 
 def derive_seed(*keys: int) -> int:
@@ -39,11 +40,14 @@ class SeededSecrets:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
+        # randrange(n) is _randbelow(n) for n > 0, minus two Python calls; a captcha draws
+        # about a hundred of these, so it shows.
+        self._below = getattr(rng, "_randbelow", rng.randrange)
 
     def randbelow(self, exclusive_upper_bound: int) -> int:
         if exclusive_upper_bound <= 0:
             raise ValueError("Upper bound must be positive.")
-        return self.rng.randrange(exclusive_upper_bound)
+        return self._below(exclusive_upper_bound)
 
     def randbits(self, k: int) -> int:
         return self.rng.getrandbits(k)
@@ -109,7 +113,7 @@ class Renderer:
     Same seed, same sequence of calls and same package versions give identical pixels.
     """
 
-    def __init__(self, data: DataConfig, seed: int = 0) -> None:
+    def __init__(self, data: DataConfig, seed: int = 0, fast: bool = True) -> None:
         self.data = data
         self.fonts = list(data.fonts) or default_fonts()
         self.rng = random.Random(seed)
@@ -117,6 +121,18 @@ class Renderer:
         cls = seeded_captcha_class(self._source)
         self._captcha = cls(width=data.width, height=data.height, fonts=self.fonts, font_sizes=tuple(data.font_sizes))
         self._captcha._truefonts = _load_fonts(tuple(self.fonts), tuple(data.font_sizes))
+        # fast=True: same draws, same pixels, less time (see fastrender); the package's own
+        # code path otherwise, or when the installed versions are not ones we verified.
+        self._fast: FastCaptcha | None = None
+        if fast:
+            if supported():
+                self._fast = FastCaptcha(self._captcha, self._source)
+            else:
+                warn_unsupported()
+
+    @property
+    def fast(self) -> bool:
+        return self._fast is not None
 
     def reseed(self, seed: int) -> None:
         """Restart the random stream, as if the renderer had just been made with `seed`."""
@@ -130,6 +146,8 @@ class Renderer:
         """Render `text` with the next draws of this renderer's random stream (RGB image)."""
         if not text:
             raise CaptchaStreamError("cannot render an empty label")
+        if self._fast is not None:
+            return self._fast.generate_image(text)
         return self._captcha.generate_image(text)
 
     def sample(self) -> tuple[Image.Image, str]:

@@ -99,6 +99,7 @@ class CaptchaStream(IndexedStream):
         super().__init__(seed, num_samples, start, block_size, rank)
         self.data = data
         self._renderer: Renderer | None = None
+        self._last: tuple[int, torch.Tensor, str] | None = None
 
     def setup(self) -> None:
         if self._renderer is None:
@@ -106,8 +107,36 @@ class CaptchaStream(IndexedStream):
 
     def item(self, rank_seed: int, index: int) -> tuple[torch.Tensor, str]:
         assert self._renderer is not None
-        image, label = self._renderer.sample_at(rank_seed, index)
-        return preprocess(image, self.data), label
+        echo = self.data.echo
+        if echo == 1:
+            image, label = self._renderer.sample_at(rank_seed, index)
+            return preprocess(image, self.data), label
+        # Echoes of one rendering are consecutive indices, so the worker that renders an
+        # image usually serves its echoes too, from this one-entry cache.
+        base = index // echo
+        if self._last is None or self._last[0] != base:
+            image, label = self._renderer.sample_at(rank_seed, base)
+            self._last = (base, preprocess(image, self.data), label)
+        _, tensor, label = self._last
+        return jitter(tensor, derive_seed(rank_seed, index, 1)), label
+
+
+def jitter(image: torch.Tensor, seed: int) -> torch.Tensor:
+    """A small random affine change (rotation, shift, scale) of a uint8 image, seeded."""
+    from torchvision.transforms.v2 import functional as TF
+
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.rand(4, generator=gen).tolist()
+    _, h, w = image.shape
+    return TF.affine(
+        image,
+        angle=(u[0] - 0.5) * 6.0,
+        translate=[round((u[1] - 0.5) * 0.06 * w), round((u[2] - 0.5) * 0.06 * h)],
+        scale=0.95 + 0.1 * u[3],
+        shear=[0.0, 0.0],
+        interpolation=TF.InterpolationMode.BILINEAR,
+        fill=[255.0] * image.shape[0],  # the captcha background is near white
+    )
 
 
 class FolderStream(IndexedStream):

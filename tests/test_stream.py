@@ -64,3 +64,16 @@ def test_labels_in_bounds_over_many_samples(small_data):
     for _, label in CaptchaStream(small_data, seed=9, num_samples=200):
         assert small_data.min_length <= len(label) <= small_data.max_length
         assert set(label) <= set(small_data.charset)
+
+
+def test_echo_reuses_renders_with_different_jitter(small_data):
+    from dataclasses import replace
+
+    data = replace(small_data, echo=3)
+    items = list(CaptchaStream(data, seed=4, num_samples=6))
+    labels = [label for _, label in items]
+    assert labels[0] == labels[1] == labels[2] and labels[3] == labels[4] == labels[5]
+    assert not torch.equal(items[0][0], items[1][0])  # echoes differ
+    again = list(CaptchaStream(data, seed=4, num_samples=6, start=4))
+    assert torch.equal(again[0][0], items[4][0])  # and are reproducible from any start
+    assert items[0][0].shape == (1, 60, 160) and items[0][0].dtype == torch.uint8

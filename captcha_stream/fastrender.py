@@ -1,0 +1,256 @@
+"""A faster, pixel-identical path for `ImageCaptcha.generate_image`.
+
+The captcha package spends most of its time outside Pillow's C kernels: rasterising each
+glyph with FreeType again for every character, measuring it, and going through Pillow's
+Python wrappers (argument checks, mode juggling, Image objects) a dozen times per glyph,
+plus building a 256-entry lookup table from Python floats for every paste. This module
+makes the same C calls on the same data in the same order, and draws the same random
+numbers in the same order, so its pixels are identical to the package's:
+
+- what does not depend on randomness is computed once per font and character: the
+  glyph's coverage mask (FreeType's output) with its placement, and its text box;
+- the per-glyph work (draw the mask in the random colour, crop, rotate, resize, warp,
+  paste) calls Pillow's core image methods directly, replicating only the wrapper logic
+  that matters for these arguments (premultiplied alpha around RGBA resampling,
+  rotation's matrix and expanded size, QUAD coefficients);
+- the paste mask's lookup table is built once.
+
+Identity with the package is a test (tests/test_fastrender.py), and `supported()` limits
+the fast path to the captcha and Pillow versions that test has covered; anything else
+falls back to the package's own code with one warning.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from importlib import metadata
+from typing import Any
+
+from captcha.image import ImageCaptcha
+from PIL import Image, ImageDraw, ImageFilter
+
+# (captcha, Pillow major) pairs whose output tests/test_fastrender.py has compared pixel by pixel.
+TESTED = {("0.7.1", "13")}
+
+_NEAREST = Image.Resampling.NEAREST
+_BILINEAR = Image.Resampling.BILINEAR
+_BICUBIC = Image.Resampling.BICUBIC
+_AFFINE = Image.Transform.AFFINE
+_QUAD = Image.Transform.QUAD
+_core = Image.core
+_SMOOTH_ARGS = ImageFilter.SMOOTH.filterargs
+
+
+def supported() -> bool:
+    cap = metadata.version("captcha")
+    pil_major = metadata.version("pillow").split(".")[0]
+    return (cap, pil_major) in TESTED
+
+
+_warned = False
+
+
+def warn_unsupported() -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            f"captcha {metadata.version('captcha')} / Pillow {metadata.version('pillow')} is not a version pair "
+            "the fast renderer was tested against; rendering through the captcha package instead (slower)",
+            stacklevel=3,
+        )
+
+
+class GlyphCache:
+    """Per (font, character): text box, coverage mask and where the mask lands."""
+
+    def __init__(self, fonts: list[Any]) -> None:
+        self.fonts = fonts
+        self._entries: dict[tuple[int, str], tuple[int, int, Any, int, int]] = {}
+        self._probe = ImageDraw.Draw(Image.new("RGB", (8, 8)))
+
+    def get(self, font_index: int, char: str) -> tuple[int, int, Any, int, int]:
+        key = (font_index, char)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = self._make(font_index, char)
+        return entry
+
+    def _make(self, font_index: int, char: str) -> tuple[int, int, Any, int, int]:
+        font = self.fonts[font_index]
+        _, _, w, h = self._probe.multiline_textbbox((1, 1), char, font=font)
+        # Draw the character through Pillow itself, white on black in L mode at a margin:
+        # there, draw_bitmap's blend leaves exactly FreeType's coverage values, and where they
+        # land relative to the text origin is the placement the package's draw gets.
+        pad = 4 * max(int(w), int(h), 8)
+        canvas = Image.new("L", (int(w) + 2 * pad, int(h) + 2 * pad))
+        ImageDraw.Draw(canvas).text((pad, pad), char, font=font, fill=255)
+        bbox = canvas.getbbox()
+        if bbox is None:
+            return w, h, None, 0, 0
+        mask = canvas.crop(bbox).im
+        return w, h, mask, bbox[0] - pad, bbox[1] - pad
+
+
+def _rgba_resample(src: Any, size: tuple[int, int], op: str, *args: Any) -> Any:
+    """Pillow resamples RGBA in premultiplied form (RGBa) and converts back."""
+    pre = src.convert("RGBa")
+    if op == "resize":
+        out = pre.resize(size, *args)
+    else:
+        out = _core.new("RGBa", size)
+        out.transform((0, 0, *size), pre, *args)
+    return out.convert("RGBA")
+
+
+def _rotate_expand(src: Any, angle: float) -> Any:
+    """Image.rotate(angle, BILINEAR, expand=True) on a core RGBA image."""
+    angle = angle % 360.0
+    w, h = src.size
+    if angle == 0:
+        return src.copy()
+    if angle == 180:
+        return src.transpose(Image.Transpose.ROTATE_180)
+    if angle in (90, 270):
+        return src.transpose(Image.Transpose.ROTATE_90 if angle == 90 else Image.Transpose.ROTATE_270)
+    cx, cy = w / 2, h / 2
+    rad = -math.radians(angle)
+    a, b = round(math.cos(rad), 15), round(math.sin(rad), 15)
+    d, e = round(-math.sin(rad), 15), round(math.cos(rad), 15)
+    c = a * -cx + b * -cy + 0.0 + cx
+    f = d * -cx + e * -cy + 0.0 + cy
+    xs = [a * x + b * y + c for x, y in ((0, 0), (w, 0), (w, h), (0, h))]
+    ys = [d * x + e * y + f for x, y in ((0, 0), (w, 0), (w, h), (0, h))]
+    nw = math.ceil(max(xs)) - math.floor(min(xs))
+    nh = math.ceil(max(ys)) - math.floor(min(ys))
+    tx, ty = -(nw - w) / 2.0, -(nh - h) / 2.0
+    c, f = a * tx + b * ty + c, d * tx + e * ty + f
+    return _rgba_resample(src, (nw, nh), "transform", _AFFINE, (a, b, c, d, e, f), _BILINEAR, True)
+
+
+def _quad_coefficients(size: tuple[int, int], data: tuple[float, ...]) -> tuple[float, ...]:
+    w, h = size
+    x0, y0, swx, swy, sex, sey, nex, ney = data
+    inv_w, inv_h = 1.0 / w, 1.0 / h
+    return (
+        x0,
+        (nex - x0) * inv_w,
+        (swx - x0) * inv_h,
+        (sex - swx - nex + x0) * inv_w * inv_h,
+        y0,
+        (ney - y0) * inv_w,
+        (swy - y0) * inv_h,
+        (sey - swy - ney + y0) * inv_w * inv_h,
+    )
+
+
+class FastCaptcha:
+    """generate_image() with the package's random draws and pixels, in less time.
+
+    `source` is the object the package's code calls as `secrets` (randbelow, randbits,
+    choice); `captcha` is an ImageCaptcha configured like the package path (size, fonts).
+    """
+
+    def __init__(self, captcha: ImageCaptcha, source: Any) -> None:
+        self.captcha = captcha
+        self.source = source
+        self.fonts = captcha.truefonts
+        self.glyphs = GlyphCache(self.fonts)
+        self.lut = [round(v) for v in captcha.lookup_table]
+        self.font_indices = list(range(len(self.fonts)))
+
+    def _random_color(self, start: int, end: int, opacity: int | None = None) -> tuple[int, ...]:
+        rb = self.source.randbelow
+        red = rb(end - start + 1) + start
+        green = rb(end - start + 1) + start
+        blue = rb(end - start + 1) + start
+        return (red, green, blue) if opacity is None else (red, green, blue, opacity)
+
+    def _glyph(self, char: str, color: tuple[int, ...]) -> Any:
+        cap, src = self.captcha, self.source
+        # secrets.choice(self.truefonts) draws an index into the same-length list.
+        font_index = src.choice(self.font_indices)
+        w, h, mask, ox, oy = self.glyphs.get(font_index, char)
+        dx1 = src.randbelow(cap.character_offset_dx[1] - cap.character_offset_dx[0] + 1) + cap.character_offset_dx[0]
+        dy1 = src.randbelow(cap.character_offset_dy[1] - cap.character_offset_dy[0] + 1) + cap.character_offset_dy[0]
+        canvas = _core.fill("RGBA", (int(w) + dx1, int(h) + dy1), 0)
+        if mask is not None:
+            draw = _core.draw(canvas, 0)
+            draw.draw_bitmap((dx1 + ox, dy1 + oy), mask, draw.draw_ink(color))
+        bbox = canvas.getbbox(True)
+        if bbox is not None and bbox != (0, 0, *canvas.size):
+            canvas = canvas.crop(bbox)
+        lo, hi = cap.character_rotate
+        im = _rotate_expand(canvas, lo + (src.randbits(32) / (2**32)) * (hi - lo))
+
+        wlo, whi = cap.character_warp_dx
+        hlo, hhi = cap.character_warp_dy
+        dx2 = w * (src.randbits(32) / (2**32)) * (whi - wlo) + wlo
+        dy2 = h * (src.randbits(32) / (2**32)) * (hhi - hlo) + hlo
+        x1 = int(src.randbits(32) / (2**32) * (dx2 - (-dx2)) + (-dx2))
+        y1 = int(src.randbits(32) / (2**32) * (dy2 - (-dy2)) + (-dy2))
+        x2 = int(src.randbits(32) / (2**32) * (dx2 - (-dx2)) + (-dx2))
+        y2 = int(src.randbits(32) / (2**32) * (dy2 - (-dy2)) + (-dy2))
+        w2 = w + abs(x1) + abs(x2)
+        h2 = h + abs(y1) + abs(y2)
+        data = (x1, y1, -x1, h2 - y2, w2 + x2, h2 + y2, w2 - x2, -y1)
+        size2 = (w2, h2)
+        if im.size != size2:
+            im = _rgba_resample(im, size2, "resize", _BICUBIC, (0, 0, *im.size))
+        else:
+            im = im.copy()
+        out_size = (int(w), int(h))
+        out = _core.new("RGBA", out_size)
+        out.transform((0, 0, *out_size), im, _QUAD, _quad_coefficients(out_size, data), _NEAREST, True)
+        return out
+
+    def generate_image(self, chars: str) -> Image.Image:
+        cap, src = self.captcha, self.source
+        background = self._random_color(238, 255)
+        color = self._random_color(10, 200, src.randbelow(36) + 220)
+        width0, height = cap._width, cap._height
+
+        images = []
+        for c in chars:
+            if src.randbits(32) / (2**32) > cap.word_space_probability:
+                images.append(self._glyph(" ", color))
+            images.append(self._glyph(c, color))
+
+        text_width = sum(im.size[0] for im in images)
+        width = max(text_width, width0)
+        # The package resizes its blank background to the text's width: still one colour.
+        image = _core.fill("RGB", (width, height), background)
+
+        average = int(text_width / len(chars))
+        rand = int(cap.word_offset_dx * average)
+        offset = int(average * 0.1)
+        lut = self.lut
+        for im in images:
+            w, h = im.size
+            mask = im.convert("L").point(lut, None)
+            y = int((height - h) / 2)
+            image.paste(im, (offset, y, offset + w, y + h), mask)
+            offset = offset + w + (-src.randbelow(rand + 1))
+
+        if width > width0:
+            image = image.resize((width0, height), _BICUBIC, (0, 0, width, height))
+
+        draw = _core.draw(image, 0)
+        ink = draw.draw_ink(color)
+        # create_noise_dots
+        w, h = width0, height
+        for _ in range(30):
+            x1 = src.randbelow(w + 1)
+            y1 = src.randbelow(h + 1)
+            draw.draw_lines(((x1, y1), (x1 - 1, y1 - 1)), ink, 3)
+        # create_noise_curve
+        x1 = src.randbelow(int(w / 5) + 1)
+        x2 = src.randbelow(w - int(w / 5) + 1) + int(w / 5)
+        y1 = src.randbelow(h - 2 * int(h / 5) + 1) + int(h / 5)
+        y2 = src.randbelow(h - y1 - int(h / 5) + 1) + y1
+        end = src.randbelow(41) + 160
+        start = src.randbelow(21)
+        draw.draw_arc([x1, y1, x2, y2], start, end, ink, 1)
+
+        return Image.Image()._new(image.filter(*_SMOOTH_ARGS))
