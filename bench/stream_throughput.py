@@ -116,8 +116,10 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"fast path / package: {result['ratio']:.2f}x; DataLoader 2 vs 1 workers: "
-          f"{result['loader_2_vs_1_workers']:.2f}x")
+    print(
+        f"fast path / package: {result['ratio']:.2f}x; DataLoader 2 vs 1 workers: "
+        f"{result['loader_2_vs_1_workers']:.2f}x"
+    )
     print(f"saved {args.out}")
 
 

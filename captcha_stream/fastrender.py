@@ -167,17 +167,23 @@ class FastCaptcha:
         blue = rb(end - start + 1) + start
         return (red, green, blue) if opacity is None else (red, green, blue, opacity)
 
-    def _glyph(self, char: str, color: tuple[int, ...]) -> Any:
+    def _glyph(self, char: str, color: tuple[int, ...]) -> tuple[Any, bool]:
+        """The package's _draw_character: (core RGBA image, whether it is fully transparent)."""
         cap, src = self.captcha, self.source
         # secrets.choice(self.truefonts) draws an index into the same-length list.
         font_index = src.choice(self.font_indices)
         w, h, mask, ox, oy = self.glyphs.get(font_index, char)
         dx1 = src.randbelow(cap.character_offset_dx[1] - cap.character_offset_dx[0] + 1) + cap.character_offset_dx[0]
         dy1 = src.randbelow(cap.character_offset_dy[1] - cap.character_offset_dy[0] + 1) + cap.character_offset_dy[0]
+        if mask is None:
+            # A blank glyph (the word space): rotating, resizing and warping nothing gives
+            # nothing, so only the random draws are made, in the same order.
+            for _ in range(7):
+                src.randbits(32)
+            return _core.fill("RGBA", (int(w), int(h)), 0), True
         canvas = _core.fill("RGBA", (int(w) + dx1, int(h) + dy1), 0)
-        if mask is not None:
-            draw = _core.draw(canvas, 0)
-            draw.draw_bitmap((dx1 + ox, dy1 + oy), mask, draw.draw_ink(color))
+        draw = _core.draw(canvas, 0)
+        draw.draw_bitmap((dx1 + ox, dy1 + oy), mask, draw.draw_ink(color))
         bbox = canvas.getbbox(True)
         if bbox is not None and bbox != (0, 0, *canvas.size):
             canvas = canvas.crop(bbox)
@@ -203,7 +209,7 @@ class FastCaptcha:
         out_size = (int(w), int(h))
         out = _core.new("RGBA", out_size)
         out.transform((0, 0, *out_size), im, _QUAD, _quad_coefficients(out_size, data), _NEAREST, True)
-        return out
+        return out, False
 
     def generate_image(self, chars: str) -> Image.Image:
         cap, src = self.captcha, self.source
@@ -217,7 +223,7 @@ class FastCaptcha:
                 images.append(self._glyph(" ", color))
             images.append(self._glyph(c, color))
 
-        text_width = sum(im.size[0] for im in images)
+        text_width = sum(im.size[0] for im, _ in images)
         width = max(text_width, width0)
         # The package resizes its blank background to the text's width: still one colour.
         image = _core.fill("RGB", (width, height), background)
@@ -226,11 +232,12 @@ class FastCaptcha:
         rand = int(cap.word_offset_dx * average)
         offset = int(average * 0.1)
         lut = self.lut
-        for im in images:
+        for im, blank in images:
             w, h = im.size
-            mask = im.convert("L").point(lut, None)
-            y = int((height - h) / 2)
-            image.paste(im, (offset, y, offset + w, y + h), mask)
+            if not blank:  # a transparent glyph's paste mask is all zero: nothing to paste
+                mask = im.convert("L").point(lut, None)
+                y = int((height - h) / 2)
+                image.paste(im, (offset, y, offset + w, y + h), mask)
             offset = offset + w + (-src.randbelow(rand + 1))
 
         if width > width0:
