@@ -2,9 +2,15 @@
 
 import sys
 
-from .cli import evaluate_main, export_main, predict_main, run, train_main
+from .cli import evaluate_main, export_main, export_onnx_main, predict_main, run, train_main
 
-COMMANDS = {"predict": predict_main, "train": train_main, "evaluate": evaluate_main, "export": export_main}
+COMMANDS = {
+    "predict": predict_main,
+    "train": train_main,
+    "evaluate": evaluate_main,
+    "export": export_main,
+    "export-onnx": export_onnx_main,
+}
 
 
 def main() -> None:

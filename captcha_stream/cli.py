@@ -213,18 +213,37 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         prog="python -m captcha_stream predict", description="Read captcha images; prints path<TAB>text<TAB>confidence."
     )
     parser.add_argument("images", nargs="+", help="image files")
-    parser.add_argument("--checkpoint", help="checkpoint (default: newest runs/*/best.pt, then models/captcha62.pt)")
+    parser.add_argument(
+        "--checkpoint",
+        help="checkpoint or exported .onnx model (default: newest runs/*/best.pt, then models/captcha62.pt)",
+    )
     parser.add_argument("--beam", type=int, default=0, help="beam width (0 = greedy)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx for .onnx files, else torch")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise CaptchaStreamError(f"--batch-size: must be at least 1, got {args.batch_size}")
     if args.beam < 0:
         raise CaptchaStreamError(f"--beam: must be >= 0, got {args.beam}")
-    reader = Recognizer.from_checkpoint(find_checkpoint(args.checkpoint), device=args.device)
+    reader = Recognizer.from_checkpoint(find_checkpoint(args.checkpoint), device=args.device, backend=args.backend)
     for start in range(0, len(args.images), args.batch_size):
         chunk = args.images[start : start + args.batch_size]
         for path, pred in zip(chunk, reader.predict(chunk, beam=args.beam, batch_size=args.batch_size)):
             print(f"{path}\t{pred.text}\t{pred.confidence:.4f}")
+    return 0
+
+
+def export_onnx_main(argv: Sequence[str] | None = None) -> int:
+    from .onnx_export import export_onnx
+
+    parser = argparse.ArgumentParser(
+        prog="python -m captcha_stream export-onnx", description="Export a checkpoint to ONNX (needs the [onnx] extra)."
+    )
+    parser.add_argument("--checkpoint", help="checkpoint (default: newest runs/*/best.pt, then models/captcha62.pt)")
+    parser.add_argument("--out", required=True, help="the .onnx file to write (plus OUT.json beside it)")
+    parser.add_argument("--opset", type=int, default=17)
+    args = parser.parse_args(argv)
+    out = export_onnx(find_checkpoint(args.checkpoint), args.out, args.opset)
+    print(f"wrote {out} and {out.name}.json")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from .errors import CaptchaStreamError
@@ -41,15 +42,16 @@ class Codec:
         """Ids of symbols (no blanks, already collapsed) -> text."""
         return "".join(self.charset[i - 1] for i in ids)
 
-    def greedy_decode(self, log_probs: torch.Tensor) -> list[tuple[str, float]]:
-        """Best path decoding of (T, N, C) log-probabilities.
+    def greedy_decode(self, log_probs: torch.Tensor | np.ndarray) -> list[tuple[str, float]]:
+        """Best path decoding of (T, N, C) log-probabilities (a tensor or a numpy array).
 
         Confidence is the probability of the best path: the product over time of the
         chosen frames' probabilities.
         """
-        best, ids = log_probs.max(dim=2)  # (T, N)
-        path_logp = best.sum(dim=0)
-        ids = ids.transpose(0, 1).tolist()
+        lp = log_probs.detach().float().cpu().numpy() if isinstance(log_probs, torch.Tensor) else log_probs
+        ids_tn = lp.argmax(axis=2)  # (T, N)
+        path_logp = np.take_along_axis(lp, ids_tn[:, :, None], axis=2)[:, :, 0].astype(np.float64).sum(axis=0)
+        ids = ids_tn.T.tolist()
         out = []
         for n, seq in enumerate(ids):
             symbols = []
@@ -61,13 +63,13 @@ class Codec:
             out.append((self.decode_ids(symbols), math.exp(float(path_logp[n]))))
         return out
 
-    def beam_decode(self, log_probs: torch.Tensor, beam: int) -> list[tuple[str, float]]:
+    def beam_decode(self, log_probs: torch.Tensor | np.ndarray, beam: int) -> list[tuple[str, float]]:
         """CTC prefix beam search of width `beam` over (T, N, C) log-probabilities.
 
         Confidence is the total probability of the chosen labelling (all its paths
         within the beam), which is what greedy decoding approximates.
         """
-        lp = log_probs.detach().float().cpu().transpose(0, 1)  # (N, T, C)
+        lp = torch.as_tensor(log_probs).detach().float().cpu().transpose(0, 1)  # (N, T, C)
         # Only the top-k symbols per frame matter for a beam of width k.
         k = min(beam, lp.shape[2])
         top_lp, top_ids = lp.topk(k, dim=2)

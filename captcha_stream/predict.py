@@ -15,10 +15,9 @@ from .checkpoint import load_checkpoint
 from .codec import Codec
 from .config import Config, config_from_dict
 from .errors import CaptchaStreamError
-from .evaluation import decode_images
 from .folder import load_image
 from .model import CRNN
-from .preprocess import preprocess
+from .preprocess import preprocess_array
 
 ImageLike = Union[Image.Image, str, os.PathLike, np.ndarray]
 
@@ -64,18 +63,41 @@ def to_image(item: ImageLike) -> Image.Image:
 
 
 class Recognizer:
-    """Reads captchas: `Recognizer.from_checkpoint(path).predict([img, ...])`."""
+    """Reads captchas: `Recognizer.from_checkpoint(path).predict([img, ...])`.
 
-    def __init__(self, model: CRNN, cfg: Config, device: str | torch.device = "cpu") -> None:
+    backend="torch" runs the PyTorch model of a checkpoint (.pt); backend="onnx" runs an
+    exported model (.onnx) on ONNX Runtime. Both share the preprocessing and decoding.
+    """
+
+    def __init__(self, model: Any, cfg: Config, device: str | torch.device = "cpu", backend: str = "torch") -> None:
+        self.backend = backend
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval() if backend == "torch" else model
         self.cfg = cfg
         self.codec = Codec(cfg.data.charset)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Recognizer:
+    def from_checkpoint(
+        cls, path: str | os.PathLike[str], device: str | torch.device = "cpu", backend: str | None = None
+    ) -> Recognizer:
+        """Load a checkpoint (.pt) or an exported model (.onnx); the backend follows the file by default."""
+        backend = backend or ("onnx" if str(path).endswith(".onnx") else "torch")
+        if backend == "onnx":
+            from .onnx_export import OnnxModel
+
+            onnx_model = OnnxModel(path)
+            return cls(onnx_model, onnx_model.cfg, "cpu", backend="onnx")
+        if backend != "torch":
+            raise CaptchaStreamError(f"backend {backend!r}: must be 'torch' or 'onnx'")
         model, cfg, _ = model_from_checkpoint(path)
         return cls(model, cfg, device)
+
+    def log_probs(self, images: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """Raw model output (T, N, classes) for preprocessed uint8 images (N, C, H, W)."""
+        if self.backend == "onnx":
+            return self.model(np.asarray(images))
+        with torch.no_grad():
+            return self.model(torch.as_tensor(images).to(self.device)).cpu()
 
     def predict(self, images: Iterable[ImageLike], beam: int = 0, batch_size: int = 64) -> list[Prediction]:
         """Text and confidence for each image (PIL image, path or array; any mode or size)."""
@@ -84,8 +106,9 @@ class Recognizer:
         )
         out: list[Prediction] = []
         for start in range(0, len(items), batch_size):
-            batch = torch.stack([preprocess(to_image(x), self.cfg.data) for x in items[start : start + batch_size]])
-            decoded = decode_images(self.model, batch, self.codec, self.device, batch_size, beam)
+            batch = np.stack([preprocess_array(to_image(x), self.cfg.data) for x in items[start : start + batch_size]])
+            lp = self.log_probs(batch)
+            decoded = self.codec.beam_decode(lp, beam) if beam > 0 else self.codec.greedy_decode(lp)
             out.extend(Prediction(t, c) for t, c in decoded)
         return out
 

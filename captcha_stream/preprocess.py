@@ -36,6 +36,11 @@ def to_model_mode(image: Image.Image, channels: int) -> Image.Image:
 
 def preprocess(image: Image.Image, data: DataConfig) -> torch.Tensor:
     """A PIL image of any mode and size -> uint8 tensor (C, H, W) at the config's size."""
+    return torch.from_numpy(preprocess_array(image, data))
+
+
+def preprocess_array(image: Image.Image, data: DataConfig) -> np.ndarray:
+    """The same as `preprocess`, as a numpy array (for ONNX Runtime, which needs no torch)."""
     image = to_model_mode(image, data.channels)
     if image.size != (data.width, data.height):
         # Plain resize to the training size: captchas of a known style come at a known
@@ -43,7 +48,5 @@ def preprocess(image: Image.Image, data: DataConfig) -> torch.Tensor:
         image = image.resize((data.width, data.height), Image.Resampling.BILINEAR)
     arr = np.array(image, dtype=np.uint8)  # a copy: torch wants writable memory
     if arr.ndim == 2:
-        arr = arr[None, :, :]
-    else:
-        arr = arr.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(arr))
+        return arr[None, :, :]
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
