@@ -2,7 +2,7 @@
 
 import sys
 
-from .cli import evaluate_main, export_main, export_onnx_main, predict_main, run, train_main
+from .cli import evaluate_main, export_main, export_onnx_main, plot_main, predict_main, run, train_main
 
 COMMANDS = {
     "predict": predict_main,
@@ -10,6 +10,7 @@ COMMANDS = {
     "evaluate": evaluate_main,
     "export": export_main,
     "export-onnx": export_onnx_main,
+    "plot": plot_main,
 }
 
 

@@ -247,3 +247,22 @@ def export_onnx_main(argv: Sequence[str] | None = None) -> int:
     out = export_onnx(find_checkpoint(args.checkpoint), args.out, args.opset)
     print(f"wrote {out} and {out.name}.json")
     return 0
+
+
+def plot_main(argv: Sequence[str] | None = None) -> int:
+    from .plot import draw_curve
+
+    parser = argparse.ArgumentParser(
+        prog="python -m captcha_stream plot",
+        description="Draw RUN_DIR/curve.png: training loss and test accuracy by step.",
+    )
+    parser.add_argument("run_dir", help="a run directory (with metrics.jsonl)")
+    parser.add_argument("--out", help="PNG to write (default RUN_DIR/curve.png)")
+    args = parser.parse_args(argv)
+    if not (Path(args.run_dir) / "metrics.jsonl").is_file():
+        raise CaptchaStreamError(f"{args.run_dir}: no metrics.jsonl (not a run directory?)")
+    out = draw_curve(args.run_dir, args.out)
+    if out is None:
+        raise CaptchaStreamError(f"{args.run_dir}: no training records yet")
+    print(out)
+    return 0

@@ -33,6 +33,7 @@ from .evaluation import load_all, run_eval
 from .export import ensure_set
 from .folder import FolderDataset
 from .model import CRNN
+from .plot import draw_curve
 from .stream import CaptchaStream, CtcCollate, FolderStream, IndexedStream
 
 
@@ -311,6 +312,7 @@ def _train(
         if summary["full_string_accuracy"] > counters["best_accuracy"]:
             counters["best_accuracy"] = summary["full_string_accuracy"]
             save_checkpoint(state(), run_dir / "best.pt", keep_previous=False)
+        draw_curve(run_dir)
 
     if ckpt is not None:
         # Restored last, just before the loop: anything above may draw from the global RNG.

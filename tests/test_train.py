@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from captcha_stream.config import load_config
 from captcha_stream.errors import CaptchaStreamError
@@ -162,6 +163,8 @@ def test_documented_commands_and_checkpoint_alone(tmp_path):
     r = run_script("train.py", *cfg_args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "done: 20 steps" in r.stdout
+    with Image.open(tmp_path / "runs" / "smoke" / "curve.png") as curve:  # the learning-curve picture
+        assert curve.size == (900, 330)
     r = run_script("export_fixed_set.py", "--n", "6", "--config", str(SMOKE), "--workers", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     # The checkpoint alone: move it away from its run and config.

@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Inference speed and accuracy: PyTorch eager vs ONNX Runtime (vs ddddocr when installed).
+
+Single-image latency (median, p95, including preprocessing and decoding) and batched
+throughput (images/s), measured side by side in one run, plus each reader's full-string and
+case-insensitive accuracy on the same frozen set. Usage:
+  python bench/inference.py [--checkpoint models/captcha62.pt] [--data DIR] [--n 500] [--batch 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from captcha_stream import metrics  # noqa: E402
+from captcha_stream.cli import find_checkpoint  # noqa: E402
+from captcha_stream.export import ensure_set  # noqa: E402
+from captcha_stream.folder import FolderDataset, load_image  # noqa: E402
+from captcha_stream.predict import Recognizer  # noqa: E402
+
+
+def latency(read, images, repeats):
+    times = []
+    for i in range(repeats):
+        img = images[i % len(images)]
+        t = time.perf_counter()
+        read([img])
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+
+
+def throughput(read, images, batch):
+    t = time.perf_counter()
+    for start in range(0, len(images), batch):
+        read(images[start : start + batch])
+    return len(images) / (time.perf_counter() - t)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint")
+    p.add_argument("--data", help="labelled folder (default: the checkpoint config's frozen test set)")
+    p.add_argument("--n", type=int, default=500, help="images for throughput and accuracy")
+    p.add_argument("--repeats", type=int, default=200, help="single-image latency samples")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--out", default="bench/results/inference.json")
+    args = p.parse_args()
+
+    ckpt = find_checkpoint(args.checkpoint)
+    torch_reader = Recognizer.from_checkpoint(ckpt)
+    cfg = torch_reader.cfg
+    data_dir = (
+        Path(args.data)
+        if args.data
+        else ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed)
+    )
+    ds = FolderDataset(data_dir, cfg.data)
+    n = min(args.n, len(ds))
+    images = [load_image(ds.path(i)) for i in range(n)]
+    truths = [ds.rows[i][1] for i in range(n)]
+
+    readers = {"pytorch": lambda batch: [p.text for p in torch_reader.predict(batch, batch_size=args.batch)]}
+    try:
+        from captcha_stream.onnx_export import export_onnx
+
+        onnx_path = Path(tempfile.mkdtemp()) / "model.onnx"
+        export_onnx(ckpt, onnx_path)
+        onnx_reader = Recognizer.from_checkpoint(onnx_path)
+        readers["onnxruntime"] = lambda batch: [p.text for p in onnx_reader.predict(batch, batch_size=args.batch)]
+    except Exception as exc:  # noqa: BLE001 - the extra is optional; say why it is missing
+        print(f"ONNX Runtime skipped: {exc}", file=sys.stderr)
+    try:
+        import io
+
+        import ddddocr
+
+        ocr = ddddocr.DdddOcr(show_ad=False)
+
+        def dddd(batch):
+            out = []
+            for img in batch:
+                buf = io.BytesIO()
+                img.save(buf, format="PNG")  # ddddocr takes encoded bytes
+                out.append(ocr.classification(buf.getvalue()))
+            return out
+
+        readers["ddddocr"] = dddd
+    except ImportError:
+        print("ddddocr skipped: not installed (pip install ddddocr)", file=sys.stderr)
+
+    results = {}
+    for name, read in readers.items():
+        read(images[:8])  # warm-up
+        med, p95 = latency(read, images, args.repeats)
+        rate = throughput(read, images, args.batch)
+        preds = read(images)
+        results[name] = {
+            "latency_ms_median": med,
+            "latency_ms_p95": p95,
+            "batched_img_per_s": rate,
+            "full_string_accuracy": metrics.full_string_accuracy(preds, truths),
+            "case_insensitive_accuracy": metrics.case_insensitive_accuracy(preds, truths),
+        }
+    print(f"\n{ckpt} on {data_dir} ({n} images, batch {args.batch}), {os.cpu_count()} cores")
+    print(f"{'reader':<13}{'latency ms (median/p95)':>26}{'batched img/s':>15}{'full-string':>13}{'case-insens.':>14}")
+    for name, r in results.items():
+        lat = f"{r['latency_ms_median']:.2f} / {r['latency_ms_p95']:.2f}"
+        print(
+            f"{name:<13}{lat:>26}{r['batched_img_per_s']:>15.0f}{r['full_string_accuracy']:>13.2%}"
+            f"{r['case_insensitive_accuracy']:>14.2%}"
+        )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "checkpoint": str(ckpt),
+                "data": str(data_dir),
+                "n": n,
+                "batch": args.batch,
+                "cores": os.cpu_count(),
+                "python": platform.python_version(),
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
