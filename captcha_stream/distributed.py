@@ -53,21 +53,21 @@ def cleanup(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-def reduce_max(info: DistInfo, values: list[float], device: torch.device) -> list[float]:
-    """Element-wise max over ranks (used so that all ranks agree to stop or skip a step)."""
+def _all_reduce(info: DistInfo, values: list[float], device: torch.device, op: Any) -> list[float]:
     if not info.enabled:
         return values
     t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    dist.all_reduce(t, op=op)
     return t.tolist()
+
+
+def reduce_max(info: DistInfo, values: list[float], device: torch.device) -> list[float]:
+    """Element-wise max over ranks (used so that all ranks agree to stop or skip a step)."""
+    return _all_reduce(info, values, device, dist.ReduceOp.MAX)
 
 
 def reduce_sum(info: DistInfo, values: list[float], device: torch.device) -> list[float]:
-    if not info.enabled:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.tolist()
+    return _all_reduce(info, values, device, dist.ReduceOp.SUM)
 
 
 def gather(info: DistInfo, obj: Any) -> list[Any]:
