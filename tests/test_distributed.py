@@ -50,7 +50,7 @@ def test_two_rank_gloo_run_and_checkpoint_round_trip(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     run = tmp_path / "ddp"
     # Rank 0 alone writes: one checkpoint (at the last step), one best.pt, one log; no temporary files left.
-    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl"]
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "curve.png", "last.pt", "metrics.jsonl"]
     recs = records(run)
     start = recs[0]
     assert start["event"] == "start" and start["world_size"] == 2 and start["global_batch"] == 16
