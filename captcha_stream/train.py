@@ -163,8 +163,13 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
         raise CaptchaStreamError(f"{run_dir}: cannot create run directory: {exc.strerror}") from None
     if not run_dir.is_dir():
         raise CaptchaStreamError(f"{run_dir}: run directory path is not a folder")
-    if not os.access(run_dir, os.W_OK):
-        raise CaptchaStreamError(f"{run_dir}: run directory is not writable")
+    # Try it rather than ask os.access: root passes access checks on read-only filesystems.
+    probe = run_dir / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CaptchaStreamError(f"{run_dir}: run directory is not writable ({exc.strerror})") from None
     if not resume and (run_dir / "last.pt").exists():
         raise CaptchaStreamError(
             f"{run_dir}: holds a run already (last.pt); use --resume to continue it or --run-dir for a new one"

@@ -53,6 +53,12 @@ def ws(tmp_path_factory):
     (w / "adir").mkdir()
     (w / "not_ckpt.pt").write_text("just text")
     (w / "afile").write_text("x")
+    # An existing folder nobody can write to: a read-only filesystem stops root too.
+    ro = Path("/sys/kernel")
+    if ro.is_dir():
+        (w / "ro").symlink_to(ro)
+    else:  # pragma: no cover - no sysfs: an ordinary read-only folder (works when not root)
+        (w / "ro").mkdir(mode=0o500)
     Image.new("RGBA", (120, 40), (0, 0, 0, 0)).save(w / "rgba.png")
     Image.new("P", (120, 40)).save(w / "palette.png")
     Image.fromarray(np.full((40, 120), 40000, dtype=np.uint16)).save(w / "sixteen.png")
@@ -112,6 +118,7 @@ CASES = [
         ["--config", SMOKE, "--run-dir", "afile/run"],
         "afile/run: cannot create run directory",
     ),
+    ("run-dir-unwritable", "train", ["--config", SMOKE, "--run-dir", "ro"], "ro: run directory is not writable"),
     ("run-exists", "train", ["--config", SMOKE], "runs/smoke: holds a run already"),
     (
         "resume-other-charset",
