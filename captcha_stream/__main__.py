@@ -2,7 +2,7 @@
 
 import sys
 
-from .cli import evaluate_main, export_main, export_onnx_main, plot_main, predict_main, run, train_main
+from .cli import evaluate_main, export_main, export_onnx_main, plot_main, predict_main, run, slim_main, train_main
 
 COMMANDS = {
     "predict": predict_main,
@@ -11,6 +11,7 @@ COMMANDS = {
     "export": export_main,
     "export-onnx": export_onnx_main,
     "plot": plot_main,
+    "slim": slim_main,
 }
 
 

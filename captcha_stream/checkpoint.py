@@ -82,3 +82,10 @@ def load_for_resume(path: str | os.PathLike[str], log: Any = print) -> dict[str,
             raise
         log(f"warning: {exc}; resuming from the previous checkpoint {prev}")
         return load_checkpoint(prev)
+
+
+def slim_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """A copy of `src` with only what reading captchas needs (no optimizer): for shipping."""
+    state = load_checkpoint(src)
+    keep = {k: state[k] for k in ("model", "config", "charset", "step", "best_accuracy", "elapsed") if k in state}
+    return save_checkpoint(keep, dst, keep_previous=False)

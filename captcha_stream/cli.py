@@ -266,3 +266,18 @@ def plot_main(argv: Sequence[str] | None = None) -> int:
         raise CaptchaStreamError(f"{args.run_dir}: no training records yet")
     print(out)
     return 0
+
+
+def slim_main(argv: Sequence[str] | None = None) -> int:
+    from .checkpoint import slim_checkpoint
+
+    parser = argparse.ArgumentParser(
+        prog="python -m captcha_stream slim",
+        description="Copy a checkpoint without its optimizer state (for shipping).",
+    )
+    parser.add_argument("src")
+    parser.add_argument("dst")
+    args = parser.parse_args(argv)
+    out = slim_checkpoint(args.src, args.dst)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0

@@ -208,6 +208,18 @@ def test_documented_commands_and_checkpoint_alone(tmp_path):
     lines = r.stdout.strip().splitlines()
     assert [ln.split("\t")[0] for ln in lines] == ["data/train/000000.png", "data/train/000001.png"]
     assert all(0 <= float(ln.split("\t")[2]) <= 1 for ln in lines)
+    # A slimmed copy (no optimizer) still evaluates and predicts.
+    r = subprocess.run(
+        [sys.executable, "-m", "captcha_stream", "slim", str(ckpt), "slim.pt"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert r.returncode == 0, r.stderr
+    assert "optimizer" not in torch.load(tmp_path / "slim.pt", weights_only=True)
+    r = run_script("evaluate.py", "--checkpoint", "slim.pt", "--data", "data/train", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0 and "full-string accuracy" in r.stdout
     # evaluate.py with no arguments finds the newest runs/*/best.pt (none left here: an error, not a crash).
     r = run_script("evaluate.py", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.startswith("error: no checkpoint found")
