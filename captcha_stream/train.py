@@ -368,8 +368,9 @@ def _train(
                 images = batch.images.to(device, non_blocking=True)
                 with autocast:
                     log_probs = net(images)
-                input_lengths = torch.full((images.shape[0],), log_probs.shape[0], dtype=torch.long)
-                loss = ctc(log_probs, batch.targets, input_lengths, batch.target_lengths)
+                # All CTC inputs on the model's device: the native CUDA kernel wants them there.
+                input_lengths = torch.full((images.shape[0],), log_probs.shape[0], dtype=torch.long, device=device)
+                loss = ctc(log_probs, batch.targets.to(device), input_lengths, batch.target_lengths.to(device))
                 # Skipped together too: one rank skipping backward alone would hang the rest.
                 bad = distributed.reduce_max(dinfo, [float(not torch.isfinite(loss))], device)[0]
                 if bad:
