@@ -220,9 +220,26 @@ def test_documented_commands_and_checkpoint_alone(tmp_path):
     assert "optimizer" not in torch.load(tmp_path / "slim.pt", weights_only=True)
     r = run_script("evaluate.py", "--checkpoint", "slim.pt", "--data", "data/train", "--no-progress", cwd=tmp_path)
     assert r.returncode == 0 and "full-string accuracy" in r.stdout
-    # evaluate.py with no arguments finds the newest runs/*/best.pt (none left here: an error, not a crash).
-    r = run_script("evaluate.py", cwd=tmp_path)
-    assert r.returncode == 2 and r.stderr.startswith("error: no checkpoint found")
+
+
+def test_default_checkpoint_lookup(tmp_path, monkeypatch):
+    from captcha_stream import cli
+    from captcha_stream.errors import CaptchaStreamError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)  # a checkout without a shipped model
+    with pytest.raises(CaptchaStreamError, match="no checkpoint found"):
+        cli.find_checkpoint(None)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "captcha62.pt").write_bytes(b"x")
+    assert cli.find_checkpoint(None) == tmp_path / "models" / "captcha62.pt"
+    for name, age in (("old", 100), ("new", 0)):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        best = tmp_path / "runs" / name / "best.pt"
+        best.write_bytes(b"x")
+        os.utime(best, (time.time() - age, time.time() - age))
+    assert cli.find_checkpoint(None) == Path("runs/new/best.pt")  # the newest run wins
+    assert cli.find_checkpoint("given.pt") == Path("given.pt")
 
 
 @pytest.mark.parametrize(
