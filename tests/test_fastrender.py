@@ -4,8 +4,10 @@ import shutil
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from captcha.image import DEFAULT_FONTS
+from PIL import Image, ImageFilter
 
 from captcha_stream import fastrender
 from captcha_stream.config import DEFAULT_CHARSET, DataConfig
@@ -75,3 +77,19 @@ def test_untested_versions_fall_back_with_one_warning(monkeypatch):
         r2 = Renderer(DataConfig(), seed=0)
     assert not r1.fast and not r2.fast
     assert len([w for w in caught if "fast renderer" in str(w.message)]) == 1
+
+
+@pytest.mark.parametrize("shape", [(90, 280, 3), (60, 160, 3), (3, 3, 3), (2, 7, 3), (40, 50)])
+def test_smoother_equals_pillow_smooth(shape):
+    # Noise and hard black/white edges reach the extremes of the kernel's range, where a
+    # rounding slip would show; the captchas themselves are covered by the tests above.
+    rng = np.random.default_rng(sum(shape))
+    smoother = fastrender.Smoother()
+    for k in range(12):
+        if k % 3 == 0:
+            pixels = rng.integers(0, 2, shape, dtype=np.uint8) * 255
+        else:
+            pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        image = Image.fromarray(pixels)
+        expected = np.asarray(image.filter(ImageFilter.SMOOTH))
+        assert np.array_equal(np.asarray(smoother(image)), expected)
