@@ -1,7 +1,10 @@
+from pathlib import Path
+
 import pytest
 
 from captcha_stream.config import Config, DataConfig, load_config
 from captcha_stream.errors import CaptchaStreamError
+from captcha_stream.model import check_fits
 
 
 @pytest.mark.parametrize(
@@ -70,3 +73,10 @@ def test_exponent_without_dot_is_a_number(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("optim:\n  lr: 3e-4\n")
     assert load_config(p, {"optim.weight_decay": "1e-2"}).optim.lr == 3e-4
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")))
+def test_shipped_configs_load_and_fit_their_model(path):
+    cfg = load_config(path)
+    check_fits(cfg.data, cfg.model)
+    assert cfg.name == path.stem
