@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from captcha_stream.config import DataConfig, EvalConfig
+from captcha_stream.config import DataConfig, EvalConfig, load_config
 from captcha_stream.metrics import summary
 from captcha_stream.predict import Recognizer
 from captcha_stream.render import Renderer
@@ -37,3 +37,17 @@ def test_shipped_model_reads_the_default_test_captchas(reader):
     result = summary(predictions, list(labels))
     assert result["full_string_accuracy"] >= 0.85, result
     assert result["char_accuracy"] >= 0.95, result
+
+
+@pytest.mark.parametrize(
+    "model, config",
+    [("captcha62", "cpu"), ("captcha62-160x60", "cpu-160x60"), ("classic36", "classic36")],
+)
+def test_every_shipped_model_matches_its_config(model, config):
+    # models/README.md names the config each model was trained with; the checkpoint carries it.
+    path = SHIPPED.parent / f"{model}.pt"
+    assert path.exists(), f"{path} is missing: the repository ships it"
+    shipped = Recognizer.from_checkpoint(path).cfg
+    expected = load_config(SHIPPED.parent.parent / "configs" / f"{config}.yaml")
+    assert shipped.data == expected.data
+    assert shipped.model == expected.model
