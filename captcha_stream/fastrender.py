@@ -26,11 +26,14 @@ import math
 import random
 import warnings
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from captcha.image import ImageCaptcha
 from PIL import Image, ImageDraw
+
+if TYPE_CHECKING:
+    from .render import SeededSecrets
 
 # (captcha, Pillow major) pairs whose output tests/test_fastrender.py has compared pixel by pixel.
 TESTED = {("0.7.1", "13")}
@@ -201,21 +204,18 @@ def _quad_coefficients(size: tuple[int, int], data: tuple[float, ...]) -> tuple[
 class FastCaptcha:
     """generate_image() with the package's random draws and pixels, in less time.
 
-    `source` is the object the package's code calls as `secrets` (randbelow, randbits,
-    choice); `captcha` is an ImageCaptcha configured like the package path (size, fonts).
+    `source` is the seeded stand-in the package path's code calls as `secrets`;
+    `captcha` is an ImageCaptcha configured like the package path (size, fonts).
     """
 
-    def __init__(self, captcha: ImageCaptcha, source: Any) -> None:
+    def __init__(self, captcha: ImageCaptcha, source: SeededSecrets) -> None:
         self.captcha = captcha
         self.source = source
-        # Every bound below is positive, so the seeded source's raw draws can be called
-        # directly, skipping its argument checks (a hundred calls per captcha).
-        self.below = getattr(source, "_below", source.randbelow)
-        rng = getattr(source, "rng", None)
-        self.bits = rng.getrandbits if rng is not None else source.randbits
-        self.inline_below = (
-            rng is not None and getattr(type(rng), "_randbelow", None) is random.Random._randbelow_with_getrandbits
-        )
+        # Every bound below is positive, so the source's unchecked draws are called directly
+        # (a hundred calls per captcha).
+        self.below = source.below
+        self.bits = source.rng.getrandbits
+        self.inline_below = type(source.rng)._randbelow is random.Random._randbelow_with_getrandbits
         self.fonts = captcha.truefonts
         self.glyphs = GlyphCache(self.fonts)
         self.lut = [round(v) for v in captcha.lookup_table]

@@ -40,14 +40,15 @@ class SeededSecrets:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
-        # randrange(n) is _randbelow(n) for n > 0, minus two Python calls; a captcha draws
-        # about a hundred of these, so it shows.
-        self._below = getattr(rng, "_randbelow", rng.randrange)
+        # below(n) is randbelow(n) for a known positive n, without the check. randrange(n)
+        # is _randbelow(n) for n > 0, minus two Python calls; a captcha draws about a
+        # hundred of these, so it shows.
+        self.below = getattr(rng, "_randbelow", rng.randrange)
 
     def randbelow(self, exclusive_upper_bound: int) -> int:
         if exclusive_upper_bound <= 0:
             raise ValueError("Upper bound must be positive.")
-        return self._below(exclusive_upper_bound)
+        return self.below(exclusive_upper_bound)
 
     def randbits(self, k: int) -> int:
         return self.rng.getrandbits(k)
