@@ -6,6 +6,8 @@ from captcha_stream.config import Config, DataConfig, load_config
 from captcha_stream.errors import CaptchaStreamError
 from captcha_stream.model import check_fits
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @pytest.mark.parametrize(
     "change, culprit",
@@ -75,7 +77,7 @@ def test_exponent_without_dot_is_a_number(tmp_path):
     assert load_config(p, {"optim.weight_decay": "1e-2"}).optim.lr == 3e-4
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")))
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")))
 def test_shipped_configs_load_and_fit_their_model(path):
     cfg = load_config(path)
     check_fits(cfg.data, cfg.model)

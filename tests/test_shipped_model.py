@@ -11,7 +11,8 @@ from captcha_stream.metrics import summary
 from captcha_stream.predict import Recognizer
 from captcha_stream.render import Renderer
 
-SHIPPED = Path(__file__).resolve().parent.parent / "models" / "captcha62.pt"
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "models" / "captcha62.pt"
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +46,9 @@ def test_shipped_model_reads_the_default_test_captchas(reader):
 )
 def test_every_shipped_model_matches_its_config(model, config):
     # models/README.md names the config each model was trained with; the checkpoint carries it.
-    path = SHIPPED.parent / f"{model}.pt"
+    path = ROOT / "models" / f"{model}.pt"
     assert path.exists(), f"{path} is missing: the repository ships it"
     shipped = Recognizer.from_checkpoint(path).cfg
-    expected = load_config(SHIPPED.parent.parent / "configs" / f"{config}.yaml")
+    expected = load_config(ROOT / "configs" / f"{config}.yaml")
     assert shipped.data == expected.data
     assert shipped.model == expected.model
