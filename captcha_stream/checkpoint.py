@@ -88,4 +88,7 @@ def slim_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) ->
     """A copy of `src` with only what reading captchas needs (no optimizer): for shipping."""
     state = load_checkpoint(src)
     keep = {k: state[k] for k in ("model", "config", "charset", "step", "best_accuracy", "elapsed") if k in state}
+    # The weight average, when the run kept one, is the model it evaluated and chose.
+    if "ema" in state:
+        keep["model"] = state["ema"]
     return save_checkpoint(keep, dst, keep_previous=False)

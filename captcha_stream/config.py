@@ -155,6 +155,13 @@ class TrainConfig:
     train_dir: str = ""
     # Its labels CSV when not DIR/labels.csv or DIR_Mappings.csv beside it.
     train_labels: str = ""
+    # Start from the model weights of this checkpoint (same data and model) with a fresh
+    # optimizer, schedule and stream: a longer or lower-lr continuation of a finished run.
+    # Ignored by --resume, whose checkpoint already holds the weights.
+    init_from: str = ""
+    # Keep an exponential moving average of the weights with this decay and evaluate, save
+    # as best and ship it instead of the raw weights (0 = off; 0.999 is typical).
+    ema_decay: float = 0.0
 
     def validate(self, where: str = "train") -> None:
         if self.steps < 1:
@@ -167,6 +174,8 @@ class TrainConfig:
             raise CaptchaStreamError(f"{where}.seed: must be >= 0, got {self.seed}")
         if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
             raise CaptchaStreamError(f"{where}.device: must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise CaptchaStreamError(f"{where}.ema_decay: must be in [0, 1) (0 = off), got {self.ema_decay}")
         for name in ("log_every", "eval_every", "checkpoint_every", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise CaptchaStreamError(f"{where}.{name}: must be at least 1, got {getattr(self, name)}")

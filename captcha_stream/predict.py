@@ -37,7 +37,8 @@ def model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[CRNN, Config, d
     codec = Codec(cfg.data.charset)
     model = CRNN(cfg.data, cfg.model, codec.num_classes)
     try:
-        model.load_state_dict(state["model"])
+        # A run that kept a weight average is read with it: that is what it evaluated.
+        model.load_state_dict(state.get("ema", state["model"]))
     except RuntimeError:
         raise CaptchaStreamError(f"{path}: model weights do not match the config stored with them") from None
     model.eval()

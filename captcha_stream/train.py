@@ -25,9 +25,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
-from .checkpoint import load_for_resume, save_checkpoint
+from .checkpoint import load_checkpoint, load_for_resume, save_checkpoint
 from .codec import Codec
 from .config import Config
+from .ema import WeightAverage
 from .errors import CaptchaStreamError
 from .evaluation import load_all, run_eval
 from .export import ensure_set
@@ -182,7 +183,12 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
 
 
 def checkpoint_state(
-    model: CRNN, optimizer: torch.optim.Optimizer, scheduler: Any, cfg: Config, counters: dict[str, Any]
+    model: CRNN,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    cfg: Config,
+    counters: dict[str, Any],
+    ema: WeightAverage | None = None,
 ) -> dict[str, Any]:
     state = {
         "model": model.state_dict(),
@@ -193,6 +199,10 @@ def checkpoint_state(
         "rng_cpu": torch.get_rng_state(),
         **counters,
     }
+    if ema is not None:
+        # Readers (evaluate, predict, slim) take these weights over "model" when present.
+        state["ema"] = ema.model.state_dict()
+        state["ema_updates"] = ema.updates
     if torch.cuda.is_available():
         state["rng_cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -206,6 +216,22 @@ def check_compatible(ckpt: dict[str, Any], cfg: Config, path: Path) -> None:
             raise CaptchaStreamError(
                 f"{path}: was trained with data.{key}={saved.get(key)!r}, the config says {getattr(cfg.data, key)!r}"
             )
+
+
+def load_initial_weights(model: CRNN, cfg: Config, log: Callable[[str], None]) -> None:
+    """train.init_from: start from a finished run's weights (its average when it kept one)."""
+    path = Path(cfg.train.init_from)
+    ckpt = load_checkpoint(path)
+    check_compatible(ckpt, cfg, path)
+    weights = ckpt.get("ema", ckpt["model"])
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError:
+        raise CaptchaStreamError(
+            f"train.init_from: {path} holds a different model than the config describes "
+            "(model.* must match the run that made it)"
+        ) from None
+    log(f"starting from the weights of {path} (step {ckpt.get('step', '?')})")
 
 
 def train(
@@ -278,6 +304,14 @@ def _train(
             scheduler.base_lrs = [cfg.optim.lr * lr_scale for _ in optimizer.param_groups]
         counters.update({k: ckpt[k] for k in counters})
         log(f"resuming {run_dir} at step {counters['step']}")
+    elif cfg.train.init_from:
+        load_initial_weights(model, cfg, log)
+    ema = WeightAverage(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    if ema is not None and ckpt is not None:
+        if "ema" in ckpt:
+            ema.load_state_dict({"model": ckpt["ema"], "updates": ckpt.get("ema_updates", 0)})
+        else:
+            log(f"warning: {run_dir / 'last.pt'} has no weight average; starting one from the current weights")
     net: torch.nn.Module = model
     if dinfo.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -300,19 +334,27 @@ def _train(
     runlog = RunLog(run_dir / "metrics.jsonl", counters["step"] if resume else None) if main else None
 
     def state() -> dict[str, Any]:
-        return checkpoint_state(model, optimizer, scheduler, cfg, {**counters, "lr_scale": lr_scale})
+        return checkpoint_state(model, optimizer, scheduler, cfg, {**counters, "lr_scale": lr_scale}, ema)
 
     evals: list[dict[str, float]] = []
 
     def evaluate() -> None:
-        res = run_eval(model, test_images, test_labels, codec, device, cfg.eval.batch_size, cfg.eval.beam)
+        record: dict[str, Any] = {"step": counters["step"]}
+        if ema is not None:
+            # The raw weights too, so every run with an average measures what it gained.
+            raw = run_eval(model, test_images, test_labels, codec, device, cfg.eval.batch_size, cfg.eval.beam)
+            record["eval_raw"] = raw.summary()
+        evaluated = ema.model if ema is not None else model
+        res = run_eval(evaluated, test_images, test_labels, codec, device, cfg.eval.batch_size, cfg.eval.beam)
         summary = res.summary()
         evals.append(summary)
-        runlog.write({"step": counters["step"], "eval": summary})
+        record["eval"] = summary
+        runlog.write(record)
+        raw_note = f"  (raw weights {record['eval_raw']['full_string_accuracy']:.2%})" if ema is not None else ""
         log(
             f"step {counters['step']}: full-string {summary['full_string_accuracy']:.2%}  "
             f"char {summary['char_accuracy']:.2%}  CER {summary['cer']:.2%}  "
-            f"case-insensitive {summary['case_insensitive_accuracy']:.2%}"
+            f"case-insensitive {summary['case_insensitive_accuracy']:.2%}{raw_note}"
         )
         if summary["full_string_accuracy"] > counters["best_accuracy"]:
             counters["best_accuracy"] = summary["full_string_accuracy"]
@@ -362,6 +404,7 @@ def _train(
                                 "world_size": dinfo.world_size,
                                 "global_batch": cfg.train.batch_size * dinfo.world_size,
                                 "lr": cfg.optim.lr * lr_scale,
+                                "init_from": cfg.train.init_from or None,
                                 "first_labels": labels,
                             }
                         )
@@ -389,6 +432,8 @@ def _train(
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 optimizer.step()
                 scheduler.step()
+                if ema is not None:
+                    ema.update(model)
                 counters["step"] += 1
                 step = counters["step"]
                 window_loss += loss.item()

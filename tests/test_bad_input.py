@@ -195,6 +195,25 @@ CASES = [
     ("export-different", "export", ["--n", "5", "--out", "set", "--config", SMOKE], "set: holds a different set"),
     ("export-out-is-file", "export", ["--n", "2", "--out", "afile"], "afile: exists and is not a folder"),
     ("set-syntax", "train", ["--config", SMOKE, "--set", "steps=3"], "expected section.key=value"),
+    (
+        "init-missing",
+        "train",
+        ["--config", SMOKE, "--set", "train.init_from=gone.pt", "--run-dir", "r4"],
+        "gone.pt: checkpoint not found",
+    ),
+    (
+        "init-other-size",
+        "train",
+        ["--config", SMOKE, "--set", f"train.init_from={CKPT}", "--set", "data.height=40", "--run-dir", "r5"],
+        "last.pt: was trained with data.height=32",
+    ),
+    (
+        "init-other-model",
+        "train",
+        ["--config", SMOKE, "--set", f"train.init_from={CKPT}", "--set", "model.rnn_hidden=16", "--run-dir", "r6"],
+        "last.pt holds a different model than the config describes",
+    ),
+    ("ema-decay-one", "train", ["--config", SMOKE, "--set", "train.ema_decay=1"], "train.ema_decay: must be in [0, 1)"),
 ]
 
 

@@ -65,8 +65,8 @@ def test_tiny_model_overfits_tiny_set(tmp_path):
     assert (tmp_path / "run" / "best.pt").is_file()
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_resume_equals_uninterrupted(tmp_path, workers):
+@pytest.mark.parametrize("workers, ema", [(0, 0.0), (2, 0.0), (0, 0.9)])
+def test_resume_equals_uninterrupted(tmp_path, workers, ema):
     cfg = smoke(
         tmp_path,
         **{
@@ -74,12 +74,14 @@ def test_resume_equals_uninterrupted(tmp_path, workers):
             "train.log_every": 1,
             "train.checkpoint_every": 4,
             "train.num_workers": workers,
+            "train.ema_decay": ema,
             "model.dropout": 0.2,
             "model.rnn_layers": 2,
         },
     )
     quiet_train(cfg)
     straight = losses(tmp_path / "run")
+    straight_ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     # last.prev.pt is the checkpoint of step 4: resume from it in a fresh run directory.
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()
@@ -91,6 +93,69 @@ def test_resume_equals_uninterrupted(tmp_path, workers):
     assert sorted(again) == [5, 6, 7, 8]
     for step in again:
         assert again[step] == straight[step]
+    resumed_ckpt = torch.load(resumed_dir / "last.pt", weights_only=True)
+    assert ("ema" in resumed_ckpt) == (ema > 0)
+    for key in ("model", "ema") if ema else ("model",):
+        for name, value in straight_ckpt[key].items():
+            assert torch.equal(resumed_ckpt[key][name], value), (key, name)
+
+
+def test_weight_average_follows_its_formula():
+    from captcha_stream.ema import WeightAverage
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    avg = WeightAverage(net, decay=0.5)
+    start = net[0].weight.detach().clone()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    net[1].num_batches_tracked.fill_(7)
+    avg.update(net)  # first update: decay min(0.5, 1/10) = 0.1
+    assert torch.allclose(avg.model[0].weight, 0.1 * start + 0.9 * (start + 1.0))
+    assert int(avg.model[1].num_batches_tracked) == 7
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    avg.update(net)  # then min(0.5, 2/11)
+    d = 2 / 11
+    assert torch.allclose(avg.model[0].weight, d * (start + 0.9) + (1 - d) * (start + 2.0))
+    assert not avg.model[0].weight.requires_grad
+
+
+def test_weight_average_is_evaluated_saved_and_served(tmp_path):
+    from captcha_stream.checkpoint import slim_checkpoint
+    from captcha_stream.predict import model_from_checkpoint
+
+    cfg = smoke(tmp_path, **{"train.steps": 6, "train.eval_every": 3, "train.ema_decay": 0.9})
+    quiet_train(cfg)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval" in r]
+    assert [r["step"] for r in evals] == [3, 6] and all("eval_raw" in r for r in evals)
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    name = "rnn.weight_ih_l0"
+    assert not torch.equal(ckpt["ema"][name], ckpt["model"][name])
+    model, _, _ = model_from_checkpoint(tmp_path / "run" / "last.pt")
+    assert torch.equal(model.state_dict()[name], ckpt["ema"][name])
+    slim_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "slim.pt")
+    slim = torch.load(tmp_path / "slim.pt", weights_only=True)
+    assert "ema" not in slim and torch.equal(slim["model"][name], ckpt["ema"][name])
+
+
+def test_init_from_starts_from_the_checkpoint_weights(tmp_path):
+    first = smoke(tmp_path, **{"train.steps": 3})
+    quiet_train(first)
+    source = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+
+    def params_after_one_tiny_step(run, **extra):
+        cfg = smoke(tmp_path, **{"train.steps": 1, "train.run_dir": str(tmp_path / run), "optim.lr": 1e-9, **extra})
+        quiet_train(cfg)
+        ckpt = torch.load(tmp_path / run / "last.pt", weights_only=True)
+        assert ckpt["step"] == 1  # a fresh schedule, not the source's
+        # Parameters only: BatchNorm's running statistics move with any forward pass.
+        return {k: v for k, v in ckpt["model"].items() if "running" not in k and "num_batches" not in k}
+
+    warm = params_after_one_tiny_step("warm", **{"train.init_from": str(tmp_path / "run" / "last.pt")})
+    cold = params_after_one_tiny_step("cold")
+    assert all(torch.allclose(v, source[k], atol=1e-6) for k, v in warm.items())
+    assert not all(torch.allclose(v, source[k], atol=1e-6) for k, v in cold.items())
 
 
 def test_non_finite_losses_abort_with_message(tmp_path, monkeypatch):
