@@ -146,6 +146,12 @@ def find_checkpoint(given: str | None) -> Path:
     )
 
 
+def describe_decoding(beam: int, lengths: tuple[int, int] | None) -> str:
+    if not beam:
+        return "greedy"
+    return f"beam {beam}" + (f" (lengths {lengths[0]}-{lengths[1]})" if lengths else "")
+
+
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     import json
 
@@ -164,6 +170,11 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-V", "--view", action="store_true", help="write (and open) a page of every captcha")
     parser.add_argument("--view-out", help="where --view writes its page (default: beside the checkpoint)")
     parser.add_argument("--beam", type=int, default=None, help="beam width (0 = greedy; default from config)")
+    parser.add_argument(
+        "--no-length-prior",
+        action="store_true",
+        help="let beam search answer with any length, not only data.min_length..max_length",
+    )
     parser.add_argument("--json", help="write the headline numbers to this JSON file")
     parser.add_argument("--samples", type=int, default=None, help="sample predictions to print")
     parser.add_argument("--batch-size", type=int, default=None)
@@ -176,6 +187,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     beam = cfg.eval.beam if args.beam is None else args.beam
     if beam < 0:
         raise CaptchaStreamError(f"--beam: must be >= 0, got {beam}")
+    if args.no_length_prior:
+        cfg.eval.length_prior = False
     data_dir = (
         Path(args.data)
         if args.data
@@ -187,10 +200,12 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     progress = not args.no_progress
     batch = args.batch_size or cfg.eval.batch_size
     images, labels = load_all(dataset, batch, progress=progress)
-    results = run_eval(model, images, labels, Codec(cfg.data.charset), device, batch, beam, progress)
+    results = run_eval(
+        model, images, labels, Codec(cfg.data.charset), device, batch, beam, progress, cfg.beam_lengths()
+    )
     print(
         f"checkpoint {ckpt} (step {state.get('step', '?')}), data {data_dir}, "
-        f"{'beam ' + str(beam) if beam else 'greedy'} decoding"
+        f"{describe_decoding(beam, cfg.beam_lengths())} decoding"
     )
     samples = cfg.eval.samples if args.samples is None else args.samples
     print(format_report(results, samples))

@@ -63,11 +63,15 @@ class Codec:
             out.append((self.decode_ids(symbols), math.exp(float(path_logp[n]))))
         return out
 
-    def beam_decode(self, log_probs: torch.Tensor | np.ndarray, beam: int) -> list[tuple[str, float]]:
+    def beam_decode(
+        self, log_probs: torch.Tensor | np.ndarray, beam: int, lengths: tuple[int, int] | None = None
+    ) -> list[tuple[str, float]]:
         """CTC prefix beam search of width `beam` over (T, N, C) log-probabilities.
 
         Confidence is the total probability of the chosen labelling (all its paths
-        within the beam), which is what greedy decoding approximates.
+        within the beam), which is what greedy decoding approximates. `lengths=(lo, hi)`
+        is a length prior: prefixes longer than `hi` leave the beam, and the answer is the
+        best labelling of `lo` to `hi` symbols (the best of any length when none is left).
         """
         lp = torch.as_tensor(log_probs).detach().float().cpu().transpose(0, 1)  # (N, T, C)
         # Only the top-k symbols per frame matter for a beam of width k.
@@ -75,12 +79,18 @@ class Codec:
         top_lp, top_ids = lp.topk(k, dim=2)
         results = []
         for n in range(lp.shape[0]):
-            results.append(self._beam_one(lp[n], top_lp[n].tolist(), top_ids[n].tolist(), beam))
+            results.append(self._beam_one(lp[n], top_lp[n].tolist(), top_ids[n].tolist(), beam, lengths))
         return results
 
     def _beam_one(
-        self, frames: torch.Tensor, top_lp: list[list[float]], top_ids: list[list[int]], beam: int
+        self,
+        frames: torch.Tensor,
+        top_lp: list[list[float]],
+        top_ids: list[list[int]],
+        beam: int,
+        lengths: tuple[int, int] | None,
     ) -> tuple[str, float]:
+        longest = lengths[1] if lengths else frames.shape[0]
         # prefix -> (log p of paths ending in blank, log p of paths ending in a symbol)
         beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
         blank_lp = frames[:, BLANK].tolist()
@@ -94,12 +104,16 @@ class Codec:
                         continue
                     if prefix and prefix[-1] == c:
                         # Repeating the last symbol needs a blank in between.
-                        _extend(nxt, prefix + (c,), NEG_INF, pb + lp)
+                        if len(prefix) < longest:
+                            _extend(nxt, prefix + (c,), NEG_INF, pb + lp)
                         _extend(nxt, prefix, NEG_INF, pnb + lp)
-                    else:
+                    elif len(prefix) < longest:
                         _extend(nxt, prefix + (c,), NEG_INF, total + lp)
             beams = dict(sorted(nxt.items(), key=lambda kv: -_logsumexp(*kv[1]))[:beam])
-        prefix, (pb, pnb) = max(beams.items(), key=lambda kv: _logsumexp(*kv[1]))
+        candidates = beams.items()
+        if lengths and any(lengths[0] <= len(p) for p in beams):
+            candidates = [(p, v) for p, v in beams.items() if lengths[0] <= len(p)]
+        prefix, (pb, pnb) = max(candidates, key=lambda kv: _logsumexp(*kv[1]))
         return self.decode_ids(prefix), math.exp(_logsumexp(pb, pnb))
 
 

@@ -190,6 +190,8 @@ class EvalConfig:
     batch_size: int = 256
     # 0 = greedy decoding, N > 0 = beam search of width N.
     beam: int = 0
+    # Beam search answers only with data.min_length..max_length symbols (greedy ignores it).
+    length_prior: bool = True
     samples: int = 10
 
     def validate(self, where: str = "eval") -> None:
@@ -225,6 +227,10 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def beam_lengths(self) -> tuple[int, int] | None:
+        """The length prior beam search applies, or None."""
+        return (self.data.min_length, self.data.max_length) if self.eval.length_prior else None
 
 
 def _check_type(value: Any, hint: Any, key: str) -> Any:

@@ -52,6 +52,7 @@ def decode_images(
     batch_size: int = 256,
     beam: int = 0,
     progress: bool = False,
+    lengths: tuple[int, int] | None = None,
 ) -> list[tuple[str, float]]:
     """(text, confidence) for each uint8 image, greedy (beam=0) or beam search."""
     was_training = model.training
@@ -62,7 +63,7 @@ def decode_images(
             range(0, len(images), batch_size), desc="decoding", unit="batch", disable=not progress, leave=False
         ):
             log_probs = model(images[start : start + batch_size].to(device, non_blocking=True)).cpu()
-            out.extend(codec.beam_decode(log_probs, beam) if beam > 0 else codec.greedy_decode(log_probs))
+            out.extend(codec.beam_decode(log_probs, beam, lengths) if beam > 0 else codec.greedy_decode(log_probs))
     finally:
         model.train(was_training)
     return out
@@ -77,8 +78,9 @@ def run_eval(
     batch_size: int = 256,
     beam: int = 0,
     progress: bool = False,
+    lengths: tuple[int, int] | None = None,
 ) -> Results:
-    decoded = decode_images(model, images, codec, device, batch_size, beam, progress)
+    decoded = decode_images(model, images, codec, device, batch_size, beam, progress, lengths)
     return Results(labels=list(labels), preds=[t for t, _ in decoded], confidences=[c for _, c in decoded])
 
 

@@ -109,7 +109,9 @@ class Recognizer:
         for start in range(0, len(items), batch_size):
             batch = np.stack([preprocess_array(to_image(x), self.cfg.data) for x in items[start : start + batch_size]])
             lp = self.log_probs(batch)
-            decoded = self.codec.beam_decode(lp, beam) if beam > 0 else self.codec.greedy_decode(lp)
+            decoded = (
+                self.codec.beam_decode(lp, beam, self.cfg.beam_lengths()) if beam > 0 else self.codec.greedy_decode(lp)
+            )
             out.extend(Prediction(t, c) for t, c in decoded)
         return out
 

@@ -338,14 +338,16 @@ def _train(
 
     evals: list[dict[str, float]] = []
 
+    eval_args = {"batch_size": cfg.eval.batch_size, "beam": cfg.eval.beam, "lengths": cfg.beam_lengths()}
+
     def evaluate() -> None:
         record: dict[str, Any] = {"step": counters["step"]}
         if ema is not None:
             # The raw weights too, so every run with an average measures what it gained.
-            raw = run_eval(model, test_images, test_labels, codec, device, cfg.eval.batch_size, cfg.eval.beam)
+            raw = run_eval(model, test_images, test_labels, codec, device, **eval_args)
             record["eval_raw"] = raw.summary()
         evaluated = ema.model if ema is not None else model
-        res = run_eval(evaluated, test_images, test_labels, codec, device, cfg.eval.batch_size, cfg.eval.beam)
+        res = run_eval(evaluated, test_images, test_labels, codec, device, **eval_args)
         summary = res.summary()
         evals.append(summary)
         record["eval"] = summary

@@ -50,3 +50,22 @@ def test_beam_matches_greedy_on_peaked_input_and_sums_paths():
     text, conf = codec.beam_decode(lp, 3)[0]
     assert text == "a"
     assert math.isclose(conf, 0.64, rel_tol=1e-4)
+
+
+def test_beam_length_prior_keeps_to_the_allowed_lengths():
+    codec = Codec("ab")
+
+    def log_probs(rows):
+        return torch.tensor(rows).clamp_min(1e-12).log().unsqueeze(1)
+
+    # Columns: blank, a, b. Unconstrained, "a" (0.7 x 0.6) beats "ab" (0.7 x 0.4).
+    lp = log_probs([[0.3, 0.7, 0.0], [0.6, 0.0, 0.4]])
+    assert codec.beam_decode(lp, 4)[0][0] == "a"
+    text, conf = codec.beam_decode(lp, 4, lengths=(2, 3))[0]
+    assert text == "ab" and math.isclose(conf, 0.28, rel_tol=1e-4)
+    # Too long: "ab" (0.9 x 0.8) is best, but at most one symbol is allowed.
+    lp = log_probs([[0.1, 0.9, 0.0], [0.2, 0.0, 0.8]])
+    assert codec.beam_decode(lp, 4)[0][0] == "ab"
+    assert codec.beam_decode(lp, 4, lengths=(1, 1))[0][0] == "a"
+    # No labelling of an allowed length in the beam: the best of any length.
+    assert codec.beam_decode(lp, 4, lengths=(3, 4))[0][0] == "ab"

@@ -285,6 +285,12 @@ def test_documented_commands_and_checkpoint_alone(tmp_path):
     assert "optimizer" not in torch.load(tmp_path / "slim.pt", weights_only=True)
     r = run_script("evaluate.py", "--checkpoint", "slim.pt", "--data", "data/train", "--no-progress", cwd=tmp_path)
     assert r.returncode == 0 and "full-string accuracy" in r.stdout
+    # Beam search keeps to the config's lengths (smoke: 2-3) unless told not to.
+    slim_eval = ["evaluate.py", "--checkpoint", "slim.pt", "--data", "data/train", "--no-progress", "--beam", "4"]
+    r = run_script(*slim_eval, cwd=tmp_path)
+    assert r.returncode == 0 and "beam 4 (lengths 2-3) decoding" in r.stdout, r.stderr
+    r = run_script(*slim_eval, "--no-length-prior", cwd=tmp_path)
+    assert r.returncode == 0 and "beam 4 decoding" in r.stdout, r.stderr
 
 
 def test_default_checkpoint_lookup(tmp_path, monkeypatch):
