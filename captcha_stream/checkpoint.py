@@ -84,11 +84,15 @@ def load_for_resume(path: str | os.PathLike[str], log: Any = print) -> dict[str,
         return load_checkpoint(prev)
 
 
+def inference_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The weights a checkpoint is read with: its weight average when the run kept one
+    (that is what the run evaluated and chose), else the trained weights."""
+    return state["ema"] if "ema" in state else state["model"]
+
+
 def slim_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """A copy of `src` with only what reading captchas needs (no optimizer): for shipping."""
     state = load_checkpoint(src)
-    keep = {k: state[k] for k in ("model", "config", "charset", "step", "best_accuracy", "elapsed") if k in state}
-    # The weight average, when the run kept one, is the model it evaluated and chose.
-    if "ema" in state:
-        keep["model"] = state["ema"]
+    keep = {k: state[k] for k in ("config", "charset", "step", "best_accuracy", "elapsed") if k in state}
+    keep["model"] = inference_weights(state)
     return save_checkpoint(keep, dst, keep_previous=False)

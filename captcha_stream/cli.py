@@ -200,12 +200,11 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     progress = not args.no_progress
     batch = args.batch_size or cfg.eval.batch_size
     images, labels = load_all(dataset, batch, progress=progress)
-    results = run_eval(
-        model, images, labels, Codec(cfg.data.charset), device, batch, beam, progress, cfg.beam_lengths()
-    )
+    lengths = cfg.beam_lengths()
+    results = run_eval(model, images, labels, Codec(cfg.data.charset), device, batch, beam, progress, lengths)
     print(
         f"checkpoint {ckpt} (step {state.get('step', '?')}), data {data_dir}, "
-        f"{describe_decoding(beam, cfg.beam_lengths())} decoding"
+        f"{describe_decoding(beam, lengths)} decoding"
     )
     samples = cfg.eval.samples if args.samples is None else args.samples
     print(format_report(results, samples))

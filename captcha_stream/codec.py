@@ -63,6 +63,12 @@ class Codec:
             out.append((self.decode_ids(symbols), math.exp(float(path_logp[n]))))
         return out
 
+    def decode(
+        self, log_probs: torch.Tensor | np.ndarray, beam: int = 0, lengths: tuple[int, int] | None = None
+    ) -> list[tuple[str, float]]:
+        """Greedy decoding for `beam=0`, else beam search of that width with the length prior."""
+        return self.beam_decode(log_probs, beam, lengths) if beam > 0 else self.greedy_decode(log_probs)
+
     def beam_decode(
         self, log_probs: torch.Tensor | np.ndarray, beam: int, lengths: tuple[int, int] | None = None
     ) -> list[tuple[str, float]]:

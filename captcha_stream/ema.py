@@ -41,9 +41,7 @@ class WeightAverage:
             else:
                 avg.copy_(value)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "updates": self.updates, "decay": self.decay}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.updates = int(state["updates"])
+    def restore(self, weights: dict[str, Any], updates: int) -> None:
+        """Continue an average saved as its weights and its number of updates."""
+        self.model.load_state_dict(weights)
+        self.updates = int(updates)

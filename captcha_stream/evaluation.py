@@ -63,7 +63,7 @@ def decode_images(
             range(0, len(images), batch_size), desc="decoding", unit="batch", disable=not progress, leave=False
         ):
             log_probs = model(images[start : start + batch_size].to(device, non_blocking=True)).cpu()
-            out.extend(codec.beam_decode(log_probs, beam, lengths) if beam > 0 else codec.greedy_decode(log_probs))
+            out.extend(codec.decode(log_probs, beam, lengths))
     finally:
         model.train(was_training)
     return out

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import load_checkpoint
+from .checkpoint import inference_weights, load_checkpoint
 from .codec import Codec
 from .config import Config, config_from_dict
 from .errors import CaptchaStreamError
@@ -37,8 +37,7 @@ def model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[CRNN, Config, d
     codec = Codec(cfg.data.charset)
     model = CRNN(cfg.data, cfg.model, codec.num_classes)
     try:
-        # A run that kept a weight average is read with it: that is what it evaluated.
-        model.load_state_dict(state.get("ema", state["model"]))
+        model.load_state_dict(inference_weights(state))
     except RuntimeError:
         raise CaptchaStreamError(f"{path}: model weights do not match the config stored with them") from None
     model.eval()
@@ -109,10 +108,7 @@ class Recognizer:
         for start in range(0, len(items), batch_size):
             batch = np.stack([preprocess_array(to_image(x), self.cfg.data) for x in items[start : start + batch_size]])
             lp = self.log_probs(batch)
-            decoded = (
-                self.codec.beam_decode(lp, beam, self.cfg.beam_lengths()) if beam > 0 else self.codec.greedy_decode(lp)
-            )
-            out.extend(Prediction(t, c) for t, c in decoded)
+            out.extend(Prediction(t, c) for t, c in self.codec.decode(lp, beam, self.cfg.beam_lengths()))
         return out
 
     def predict_one(self, image: ImageLike, beam: int = 0) -> Prediction:

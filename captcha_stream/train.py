@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
-from .checkpoint import load_checkpoint, load_for_resume, save_checkpoint
+from .checkpoint import inference_weights, load_checkpoint, load_for_resume, save_checkpoint
 from .codec import Codec
 from .config import Config
 from .ema import WeightAverage
@@ -223,9 +223,8 @@ def load_initial_weights(model: CRNN, cfg: Config, log: Callable[[str], None]) -
     path = Path(cfg.train.init_from)
     ckpt = load_checkpoint(path)
     check_compatible(ckpt, cfg, path)
-    weights = ckpt.get("ema", ckpt["model"])
     try:
-        model.load_state_dict(weights)
+        model.load_state_dict(inference_weights(ckpt))
     except RuntimeError:
         raise CaptchaStreamError(
             f"train.init_from: {path} holds a different model than the config describes "
@@ -309,7 +308,7 @@ def _train(
     ema = WeightAverage(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     if ema is not None and ckpt is not None:
         if "ema" in ckpt:
-            ema.load_state_dict({"model": ckpt["ema"], "updates": ckpt.get("ema_updates", 0)})
+            ema.restore(ckpt["ema"], ckpt.get("ema_updates", 0))
         else:
             log(f"warning: {run_dir / 'last.pt'} has no weight average; starting one from the current weights")
     net: torch.nn.Module = model
