@@ -42,6 +42,10 @@ class DataConfig:
     # Data echoing (Choi et al. 2019): use each rendered image this many times, each echo
     # with a small random affine jitter, for machines where rendering cannot keep up.
     echo: int = 1
+    # Probability that a training image gets the same small affine jitter (0 = off). The
+    # stream never repeats, so this is for folder training and for measuring; echoes
+    # (echo > 1) are always jittered and take no extra.
+    augment: float = 0.0
 
     def validate(self, where: str = "data", check_files: bool = True) -> None:
         if not self.charset:
@@ -75,6 +79,12 @@ class DataConfig:
                 raise CaptchaStreamError(f"{where}.font_sizes: {size} is too small (minimum 4)")
         if self.echo < 1:
             raise CaptchaStreamError(f"{where}.echo: must be at least 1 (1 = off), got {self.echo}")
+        if not 0.0 <= self.augment <= 1.0:
+            raise CaptchaStreamError(f"{where}.augment: must be a probability in [0, 1], got {self.augment}")
+        if self.augment > 0 and self.echo > 1:
+            raise CaptchaStreamError(
+                f"{where}.augment: echoes (echo={self.echo}) are already jittered; set augment to 0 or echo to 1"
+            )
         if self.channels not in (1, 3):
             raise CaptchaStreamError(f"{where}.channels: must be 1 (grayscale) or 3 (RGB), got {self.channels}")
 

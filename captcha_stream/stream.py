@@ -44,10 +44,12 @@ class IndexedStream(IterableDataset):
         start: int = 0,
         block_size: int = 1,
         rank: int | None = None,
+        augment: float = 0.0,
     ) -> None:
         super().__init__()
         if block_size < 1:
             raise ValueError("block_size must be at least 1")
+        self.augment = augment
         self.seed = seed
         self.num_samples = num_samples
         self.start = start
@@ -81,7 +83,18 @@ class IndexedStream(IterableDataset):
         self.setup()
         rank_seed = self.rank_seed()
         for i in self.indices(worker, num_workers):
-            yield self.item(rank_seed, i)
+            image, label = self.item(rank_seed, i)
+            if self.augment > 0:
+                image = self.maybe_jitter(image, rank_seed, i)
+            yield image, label
+
+    def maybe_jitter(self, image: torch.Tensor, rank_seed: int, index: int) -> torch.Tensor:
+        # Seeded by (rank seed, index) like the item itself, so augmented runs still
+        # resume exactly and do not depend on the number of workers.
+        gen = torch.Generator().manual_seed(derive_seed(rank_seed, index, 2))
+        if torch.rand(1, generator=gen).item() >= self.augment:
+            return image
+        return jitter(image, derive_seed(rank_seed, index, 3))
 
 
 class CaptchaStream(IndexedStream):
@@ -96,7 +109,7 @@ class CaptchaStream(IndexedStream):
         block_size: int = 1,
         rank: int | None = None,
     ) -> None:
-        super().__init__(seed, num_samples, start, block_size, rank)
+        super().__init__(seed, num_samples, start, block_size, rank, augment=data.augment)
         self.data = data
         self._renderer: Renderer | None = None
         self._last: tuple[int, torch.Tensor, str] | None = None
@@ -147,9 +160,15 @@ class FolderStream(IndexedStream):
     """
 
     def __init__(
-        self, dataset: Dataset, seed: int = 0, start: int = 0, block_size: int = 1, rank: int | None = None
+        self,
+        dataset: Dataset,
+        seed: int = 0,
+        start: int = 0,
+        block_size: int = 1,
+        rank: int | None = None,
+        augment: float = 0.0,
     ) -> None:
-        super().__init__(seed, None, start, block_size, rank)
+        super().__init__(seed, None, start, block_size, rank, augment)
         self.dataset = dataset
         self._perm: tuple[int, torch.Tensor] | None = None
 

@@ -91,7 +91,9 @@ def make_loader(cfg: Config, codec: Codec, start_batch: int, workers: int, pin: 
     stream: IndexedStream
     if cfg.train.train_dir:
         folder = FolderDataset(cfg.train.train_dir, cfg.data, cfg.train.train_labels or None)
-        stream = FolderStream(folder, seed=cfg.train.seed, start=start, block_size=block, rank=rank)
+        stream = FolderStream(
+            folder, seed=cfg.train.seed, start=start, block_size=block, rank=rank, augment=cfg.data.augment
+        )
     else:
         stream = CaptchaStream(cfg.data, seed=cfg.train.seed, start=start, block_size=block, rank=rank)
     return DataLoader(

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
         (dict(height=5), "data.height"),
         (dict(channels=2), "data.channels"),
         (dict(font_sizes=[]), "data.font_sizes"),
+        (dict(augment=1.5), "data.augment: must be a probability"),
+        (dict(augment=0.5, echo=2), "already jittered"),
     ],
 )
 def test_data_validation_names_field(change, culprit):

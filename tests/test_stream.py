@@ -77,3 +77,32 @@ def test_echo_reuses_renders_with_different_jitter(small_data):
     again = list(CaptchaStream(data, seed=4, num_samples=6, start=4))
     assert torch.equal(again[0][0], items[4][0])  # and are reproducible from any start
     assert items[0][0].shape == (1, 60, 160) and items[0][0].dtype == torch.uint8
+
+
+def test_augment_jitters_the_chosen_share_reproducibly(small_data):
+    from dataclasses import replace
+
+    plain = list(CaptchaStream(small_data, seed=5, num_samples=40))
+    half = list(CaptchaStream(replace(small_data, augment=0.5), seed=5, num_samples=40))
+    changed = [not torch.equal(a[0], b[0]) for a, b in zip(plain, half)]
+    assert [a[1] for a in plain] == [b[1] for b in half]  # same captchas, some of them moved
+    assert 10 <= sum(changed) <= 30
+    every = list(CaptchaStream(replace(small_data, augment=1.0), seed=5, num_samples=40))
+    assert all(not torch.equal(a[0], b[0]) for a, b in zip(plain, every))
+    # The choice and the jitter follow the index, not the iteration: a stream started at
+    # sample 30 (a resumed run) gives the same samples.
+    tail = list(CaptchaStream(replace(small_data, augment=0.5), seed=5, num_samples=40, start=30))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(tail, half[30:]))
+
+
+def test_folder_stream_augments_too(tmp_path, small_data):
+    from captcha_stream.export import export_set
+    from captcha_stream.folder import FolderDataset
+    from captcha_stream.stream import FolderStream
+
+    export_set(tmp_path / "set", 4, small_data, seed=3, workers=1, progress=False, log=lambda _: None)
+    folder = FolderDataset(tmp_path / "set", small_data)
+    plain = [x for x, _ in zip(FolderStream(folder, seed=1), range(8))]
+    moved = [x for x, _ in zip(FolderStream(folder, seed=1, augment=1.0), range(8))]
+    assert [a[1] for a in plain] == [b[1] for b in moved]
+    assert all(not torch.equal(a[0], b[0]) for a, b in zip(plain, moved))

@@ -330,3 +330,20 @@ def test_cli_config_errors(tmp_path, args, message):
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("from_folder", [False, True])
+def test_loader_applies_data_augment(tmp_path, from_folder):
+    from captcha_stream.codec import Codec
+    from captcha_stream.train import make_loader
+
+    cfg = smoke(tmp_path, **{"train.batch_size": 8})
+    if from_folder:
+        export_set(tmp_path / "set", 8, cfg.data, seed=0, workers=1, progress=False, log=lambda s: None)
+        cfg.train.train_dir = str(tmp_path / "set")
+    codec = Codec(cfg.data.charset)
+    plain = next(iter(make_loader(cfg, codec, 0, 0, False)))
+    cfg.data.augment = 1.0
+    moved = next(iter(make_loader(cfg, codec, 0, 0, False)))
+    assert plain.labels == moved.labels
+    assert all(not torch.equal(a, b) for a, b in zip(plain.images, moved.images))
