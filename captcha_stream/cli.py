@@ -264,20 +264,41 @@ def export_onnx_main(argv: Sequence[str] | None = None) -> int:
 
 
 def plot_main(argv: Sequence[str] | None = None) -> int:
-    from .plot import draw_curve
+    from .plot import draw_comparison, draw_curve
 
     parser = argparse.ArgumentParser(
         prog="python -m captcha_stream plot",
-        description="Draw RUN_DIR/curve.png: training loss and test accuracy by step.",
+        description="Draw RUN_DIR/curve.png (training loss and test accuracy by step); given several runs "
+        "and --out, one chart comparing their test accuracy.",
     )
-    parser.add_argument("run_dir", help="a run directory (with metrics.jsonl)")
-    parser.add_argument("--out", help="PNG to write (default RUN_DIR/curve.png)")
+    parser.add_argument("runs", nargs="+", help="run directories or metrics.jsonl files; NAME=PATH sets a label")
+    parser.add_argument("--out", help="PNG to write (default RUN_DIR/curve.png; required for several runs)")
+    parser.add_argument(
+        "--metric",
+        default="full_string_accuracy",
+        choices=["full_string_accuracy", "char_accuracy", "case_insensitive_accuracy"],
+        help="what to compare (several runs only)",
+    )
     args = parser.parse_args(argv)
-    if not (Path(args.run_dir) / "metrics.jsonl").is_file():
-        raise CaptchaStreamError(f"{args.run_dir}: no metrics.jsonl (not a run directory?)")
-    out = draw_curve(args.run_dir, args.out)
-    if out is None:
-        raise CaptchaStreamError(f"{args.run_dir}: no training records yet")
+    labels, paths = [], []
+    for item in args.runs:
+        label, _, path = item.rpartition("=") if "=" in item else ("", "", item)
+        src = Path(path)
+        if not (src.is_file() or (src / "metrics.jsonl").is_file()):
+            raise CaptchaStreamError(f"{path}: no metrics.jsonl (not a run directory or metrics file?)")
+        labels.append(label or (src.parent.name if src.is_file() and src.name == "metrics.jsonl" else src.stem))
+        paths.append(src)
+    if len(paths) == 1 and paths[0].is_dir():
+        out = draw_curve(paths[0], args.out)
+        if out is None:
+            raise CaptchaStreamError(f"{paths[0]}: no training records yet")
+    else:
+        if not args.out:
+            raise CaptchaStreamError("--out: needed when comparing runs or plotting a metrics file")
+        try:
+            out = draw_comparison(paths, labels, args.out, args.metric)
+        except ValueError as exc:
+            raise CaptchaStreamError(f"{', '.join(map(str, paths))}: {exc}") from None
     print(out)
     return 0
 
