@@ -12,8 +12,10 @@ or DataLoader workers never touch each other's state.
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 import types
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -114,8 +116,16 @@ class Renderer:
     Same seed, same sequence of calls and same package versions give identical pixels.
     """
 
-    def __init__(self, data: DataConfig, seed: int = 0, fast: bool = True) -> None:
+    def __init__(
+        self, data: DataConfig, seed: int = 0, fast: bool = True, symbol_weights: Sequence[float] | None = None
+    ) -> None:
         self.data = data
+        # None keeps the uniform draws (and so the exact labels) every exported set was made with.
+        self._cum_weights = None if symbol_weights is None else list(itertools.accumulate(symbol_weights))
+        if self._cum_weights is not None and len(self._cum_weights) != len(data.charset):
+            raise CaptchaStreamError(
+                f"symbol_weights: {len(self._cum_weights)} weights for {len(data.charset)} symbols of data.charset"
+            )
         self.fonts = list(data.fonts) or default_fonts()
         self.rng = random.Random(seed)
         self._source = SeededSecrets(self.rng)
@@ -141,6 +151,8 @@ class Renderer:
 
     def random_label(self) -> str:
         length = self.rng.randint(self.data.min_length, self.data.max_length)
+        if self._cum_weights is not None:
+            return "".join(self.rng.choices(self.data.charset, cum_weights=self._cum_weights, k=length))
         return "".join(self.rng.choice(self.data.charset) for _ in range(length))
 
     def render(self, text: str) -> Image.Image:

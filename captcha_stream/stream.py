@@ -108,15 +108,17 @@ class CaptchaStream(IndexedStream):
         start: int = 0,
         block_size: int = 1,
         rank: int | None = None,
+        symbol_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__(seed, num_samples, start, block_size, rank, augment=data.augment)
         self.data = data
+        self.symbol_weights = symbol_weights
         self._renderer: Renderer | None = None
         self._last: tuple[int, torch.Tensor, str] | None = None
 
     def setup(self) -> None:
         if self._renderer is None:
-            self._renderer = Renderer(self.data, seed=0)
+            self._renderer = Renderer(self.data, seed=0, symbol_weights=self.symbol_weights)
 
     def item(self, rank_seed: int, index: int) -> tuple[torch.Tensor, str]:
         assert self._renderer is not None

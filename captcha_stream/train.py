@@ -95,7 +95,9 @@ def make_loader(cfg: Config, codec: Codec, start_batch: int, workers: int, pin: 
             folder, seed=cfg.train.seed, start=start, block_size=block, rank=rank, augment=cfg.data.augment
         )
     else:
-        stream = CaptchaStream(cfg.data, seed=cfg.train.seed, start=start, block_size=block, rank=rank)
+        stream = CaptchaStream(
+            cfg.data, seed=cfg.train.seed, start=start, block_size=block, rank=rank, symbol_weights=cfg.symbol_weights()
+        )
     return DataLoader(
         stream,
         batch_size=cfg.train.batch_size,

@@ -214,6 +214,24 @@ CASES = [
         "last.pt holds a different model than the config describes",
     ),
     ("ema-decay-one", "train", ["--config", SMOKE, "--set", "train.ema_decay=1"], "train.ema_decay: must be in [0, 1)"),
+    (
+        "focus-outside-charset",
+        "train",
+        ["--config", SMOKE, "--set", "train.focus_symbols=0O", "--run-dir", "r7"],
+        "train.focus_symbols: symbol 'O' is not in data.charset",
+    ),
+    (
+        "focus-weight-zero",
+        "train",
+        ["--config", SMOKE, "--set", "train.focus_weight=0", "--run-dir", "r8"],
+        "train.focus_weight: must be > 0",
+    ),
+    (
+        "focus-with-train-dir",
+        "train",
+        ["--config", SMOKE, "--set", "train.focus_symbols='0'", "--set", "train.focus_weight=3", "--train-dir", "set"],
+        "train.focus_symbols: shapes the rendered stream's labels",
+    ),
 ]
 
 

@@ -84,3 +84,18 @@ def test_shipped_configs_load_and_fit_their_model(path):
     cfg = load_config(path)
     check_fits(cfg.data, cfg.model)
     assert cfg.name == path.stem
+
+
+def test_focus_symbols_weights():
+    from captcha_stream.config import Config
+
+    cfg = Config()
+    assert cfg.symbol_weights() is None  # the default keeps the uniform draws
+    cfg.train.focus_symbols = "0Ov"
+    cfg.train.focus_weight = 1.0
+    assert cfg.symbol_weights() is None
+    cfg.train.focus_weight = 3.0
+    cfg.validate(check_files=False)
+    weights = cfg.symbol_weights()
+    assert [w for ch, w in zip(cfg.data.charset, weights) if w != 1.0] == [3.0, 3.0, 3.0]
+    assert {ch for ch, w in zip(cfg.data.charset, weights) if w == 3.0} == set("0Ov")

@@ -101,3 +101,31 @@ def test_unknown_secrets_call_is_an_error():
 
     with pytest.raises(CaptchaStreamError, match="secrets.token_hex"):
         _ = SeededSecrets(random.Random(0)).token_hex
+
+
+def focus_share(labels, focus):
+    symbols = "".join(labels)
+    return sum(ch in focus for ch in symbols) / len(symbols)
+
+
+def test_symbol_weights_shape_the_labels():
+    data = DataConfig(charset="0O12345678", min_length=5, max_length=8)
+    focus = "0O"
+    weights = [4.0 if ch in focus else 1.0 for ch in data.charset]
+    weighted = Renderer(data, seed=5, symbol_weights=weights)
+    uniform = Renderer(data, seed=5)
+    heavy = [weighted.random_label() for _ in range(2000)]
+    plain = [uniform.random_label() for _ in range(2000)]
+    # 2 symbols of weight 4 against 8 of weight 1: a half of all symbols, against a fifth.
+    assert abs(focus_share(heavy, focus) - 0.5) < 0.02
+    assert abs(focus_share(plain, focus) - 0.2) < 0.02
+    # Both members of a pair stay equally likely: the cue, not a prior, must decide between them.
+    symbols = "".join(heavy)
+    assert abs(symbols.count("0") - symbols.count("O")) < 0.05 * len(symbols)
+    again = Renderer(data, seed=5, symbol_weights=weights)
+    assert [again.random_label() for _ in range(2000)] == heavy
+
+
+def test_symbol_weights_must_match_the_charset():
+    with pytest.raises(CaptchaStreamError, match="3 weights for 10 symbols"):
+        Renderer(DataConfig(charset="0123456789"), symbol_weights=[1.0, 2.0, 3.0])

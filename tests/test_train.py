@@ -347,3 +347,17 @@ def test_loader_applies_data_augment(tmp_path, from_folder):
     moved = next(iter(make_loader(cfg, codec, 0, 0, False)))
     assert plain.labels == moved.labels
     assert all(not torch.equal(a, b) for a, b in zip(plain.images, moved.images))
+
+
+def test_loader_draws_focus_symbols_more_often(tmp_path):
+    from captcha_stream.codec import Codec
+    from captcha_stream.train import make_loader
+
+    cfg = smoke(tmp_path, **{"train.batch_size": 64})
+    codec = Codec(cfg.data.charset)
+    plain = next(iter(make_loader(cfg, codec, 0, 0, False))).labels
+    cfg.train.focus_symbols, cfg.train.focus_weight = "07", 9.0
+    focused = next(iter(make_loader(cfg, codec, 0, 0, False))).labels
+    share = [sum(ch in "07" for ch in "".join(labels)) / len("".join(labels)) for labels in (plain, focused)]
+    # smoke.yaml has 10 digits: 2 of them make a fifth of the symbols, or 18/26 at weight 9.
+    assert share[0] < 0.35 and share[1] > 0.55, share
