@@ -10,8 +10,9 @@ warp and offsets switched off, so the stretch is the only change, and draws the 
 
     python docs/glyph_boxes.py [--out docs/glyph-boxes.png] [--size 50]
 
-It prints, per symbol, the ink box before the stretch and the horizontal and vertical stretch
-factors: the thicker stroke of a stretched 0 and v is the cue a reader must learn.
+It prints, per symbol, the ink box before the stretch, the horizontal and vertical stretch
+factors, and the width of the first stroke met along the ink's middle row before and after the
+horizontal stretch: stroke widths are the cue a reader must learn.
 """
 
 from __future__ import annotations
@@ -44,9 +45,18 @@ def plain_glyph(font: ImageFont.FreeTypeFont, ch: str, box: tuple[int, int]) -> 
     return im
 
 
-def stretched_glyph(drawer: ImageCaptcha, ch: str) -> Image.Image:
+def first_stroke_width(font: ImageFont.FreeTypeFont, ch: str) -> int:
+    """Pixels of the first run of ink (mask > 127) along the glyph's middle row."""
+    mask = font.getmask(ch)
+    width, height = mask.size
+    row = [mask.getpixel((x, height // 2)) > 127 for x in range(width)]
+    start = row.index(True) if True in row else width
+    end = row.index(False, start) if False in row[start:] else width
+    return end - start
+
+
+def stretched_glyph(drawer: ImageCaptcha, scratch: ImageDraw.ImageDraw, ch: str) -> Image.Image:
     """What `_draw_character` hands to the captcha, flattened onto white."""
-    scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     rgba = drawer._draw_character(ch, scratch, (0, 0, 0, 255))
     out = Image.new("RGB", rgba.size, (255, 255, 255))
     out.paste(rgba, (0, 0), rgba)
@@ -65,14 +75,18 @@ def main() -> None:
     chars = "".join(PAIRS)
 
     print(f"font size {args.size}; textbbox = the box every glyph is stretched to")
-    print("char  textbbox(w,h)  ink(w,h)  stretch x  stretch y")
+    print("char  textbbox(w,h)  ink(w,h)  stretch x  stretch y  stroke before  after")
     cells = []
     for ch in dict.fromkeys(chars):
         _, _, w, h = (int(v) for v in scratch.multiline_textbbox((1, 1), ch, font=font))
         ink = font.getmask(ch).getbbox() or (0, 0, 1, 1)
         ink_w, ink_h = ink[2] - ink[0], ink[3] - ink[1]
-        print(f"  {ch}   {w:4d} x {h:3d}     {ink_w:3d} x {ink_h:3d}   {w / ink_w:6.2f}    {h / ink_h:6.2f}")
-        cells.append((ch, plain_glyph(font, ch, (w + 2, h + 2)), stretched_glyph(drawer, ch)))
+        stroke = first_stroke_width(font, ch)
+        print(
+            f"  {ch}   {w:4d} x {h:3d}     {ink_w:3d} x {ink_h:3d}   {w / ink_w:6.2f}    {h / ink_h:6.2f}"
+            f"     {stroke:4d} px    {stroke * w / ink_w:5.1f} px"
+        )
+        cells.append((ch, plain_glyph(font, ch, (w + 2, h + 2)), stretched_glyph(drawer, scratch, ch)))
 
     cell_w = max(max(a.width, b.width) for _, a, b in cells) * SCALE + 8
     cell_h = max(max(a.height, b.height) for _, a, b in cells) * SCALE + 8
