@@ -123,10 +123,12 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         cfg.validate()
     result = train(cfg, resume=args.resume, progress=not args.no_progress)
     final = result["final_eval"] or {}
+    test = result["test"]
+    tested = f"; best.pt (step {test['best_step']}) on the test set {test['full_string_accuracy']:.2%}" if test else ""
     print(
         f"done: {result['step']} steps in {result['elapsed'] / 60:.1f} min; "
-        f"full-string accuracy {final.get('full_string_accuracy', float('nan')):.2%} "
-        f"(best {result['best_accuracy']:.2%}); checkpoints in {result['run_dir']}"
+        f"validation full-string accuracy {final.get('full_string_accuracy', float('nan')):.2%} "
+        f"(best {result['best_accuracy']:.2%}){tested}; checkpoints in {result['run_dir']}"
     )
     return 0
 
@@ -177,10 +179,13 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", help="write the headline numbers to this JSON file")
     parser.add_argument("--samples", type=int, default=None, help="sample predictions to print")
+    parser.add_argument("--confusions", type=int, default=10, help="confused symbol pairs to list (default 10)")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.confusions < 0:
+        raise CaptchaStreamError(f"--confusions: must be >= 0, got {args.confusions}")
 
     ckpt = find_checkpoint(args.checkpoint)
     model, cfg, state = model_from_checkpoint(ckpt)
@@ -207,7 +212,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         f"{describe_decoding(beam, lengths)} decoding"
     )
     samples = cfg.eval.samples if args.samples is None else args.samples
-    print(format_report(results, samples))
+    print(format_report(results, samples, args.confusions))
     if args.json:
         Path(args.json).write_text(json.dumps(results.summary(), indent=2) + "\n")
         print(f"wrote {args.json}")
@@ -268,8 +273,8 @@ def plot_main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m captcha_stream plot",
-        description="Draw RUN_DIR/curve.png (training loss and test accuracy by step); given several runs "
-        "and --out, one chart comparing their test accuracy.",
+        description="Draw RUN_DIR/curve.png (training loss and validation accuracy by step); given several runs "
+        "and --out, one chart comparing their validation accuracy.",
     )
     parser.add_argument("runs", nargs="+", help="run directories or metrics.jsonl files; NAME=PATH sets a label")
     parser.add_argument("--out", help="PNG to write (default RUN_DIR/curve.png; required for several runs)")

@@ -203,10 +203,16 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    # The frozen test set: exported with this seed and size when missing.
+    # The frozen test set: exported with this seed and size when missing. It reports accuracy
+    # (evaluate.py, and once at the end of training) and never chooses anything.
     test_dir: str = "data/test"
     test_size: int = 2000
     test_seed: int = 1_000_003
+    # The frozen validation set training evaluates on and picks best.pt by: a different seed,
+    # so the checkpoint is not chosen on the images its accuracy is reported on.
+    val_dir: str = "data/val"
+    val_size: int = 2000
+    val_seed: int = 2_000_003
     batch_size: int = 256
     # 0 = greedy decoding, N > 0 = beam search of width N.
     beam: int = 0
@@ -219,6 +225,20 @@ class EvalConfig:
             raise CaptchaStreamError(f"{where}.test_size: must be at least 1, got {self.test_size}")
         if self.test_seed < 0:
             raise CaptchaStreamError(f"{where}.test_seed: must be >= 0, got {self.test_seed}")
+        if self.val_size < 1:
+            raise CaptchaStreamError(f"{where}.val_size: must be at least 1, got {self.val_size}")
+        if self.val_seed < 0:
+            raise CaptchaStreamError(f"{where}.val_seed: must be >= 0, got {self.val_seed}")
+        if self.val_seed == self.test_seed:
+            raise CaptchaStreamError(
+                f"{where}.val_seed: must differ from {where}.test_seed ({self.test_seed}), "
+                "or best.pt would be chosen on the test set"
+            )
+        if os.path.normpath(self.val_dir) == os.path.normpath(self.test_dir):
+            raise CaptchaStreamError(
+                f"{where}.val_dir: must differ from {where}.test_dir ({self.test_dir}), "
+                "or best.pt would be chosen on the test set"
+            )
         if self.batch_size < 1:
             raise CaptchaStreamError(f"{where}.batch_size: must be at least 1, got {self.batch_size}")
         if self.beam < 0:

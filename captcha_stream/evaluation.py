@@ -84,7 +84,7 @@ def run_eval(
     return Results(labels=list(labels), preds=[t for t, _ in decoded], confidences=[c for _, c in decoded])
 
 
-def format_report(results: Results, samples: int = 10) -> str:
+def format_report(results: Results, samples: int = 10, confusions: int = 10) -> str:
     """The human-readable evaluation: headline numbers, per length, confusions, samples."""
     s = results.summary()
     lines = [
@@ -98,7 +98,7 @@ def format_report(results: Results, samples: int = 10) -> str:
     ]
     for length, (count, acc) in metrics.accuracy_by_length(results.preds, results.labels).items():
         lines.append(f"  {length:>2} chars  {count:>6} images  {acc:7.2%}")
-    conf = metrics.confusions(results.preds, results.labels, top=10)
+    conf = metrics.confusions(results.preds, results.labels, top=confusions) if confusions else []
     if conf:
         lines += ["", "most confused (true -> predicted):"]
         lines += [f"  {a} -> {b}  {c}" for a, b, c in conf]

@@ -252,20 +252,35 @@ def _read_set_labels(out: Path) -> dict[int, str]:
 
 
 def ensure_set(
-    out: str | os.PathLike[str], n: int, data: DataConfig, seed: int, log: Callable[[str], None] = print
+    out: str | os.PathLike[str],
+    n: int,
+    data: DataConfig,
+    seed: int,
+    log: Callable[[str], None] = print,
+    kind: str = "test",
+    key: str = "eval.test_dir",
+    forbidden_seed: int | None = None,
 ) -> Path:
-    """The frozen set at `out`, exported first if it is missing; refuses a mismatched one."""
+    """The frozen set at `out`, exported first if it is missing; refuses a mismatched one.
+
+    `kind` and `key` name the set and its config key in messages; a set exported with
+    `forbidden_seed` is refused (the validation set must not be a copy of the test set).
+    """
     out = Path(out)
     meta = read_meta(out) if out.is_dir() else None
     if meta is None:
         if out.is_dir() and (out / LABELS_NAME).is_file():
             return out  # a hand-made labelled folder: trust it
-        log(f"test set {out} is missing: exporting {n} images with seed {seed}")
+        log(f"{kind} set {out} is missing: exporting {n} images with seed {seed}")
         return export_set(out, n, data, seed=seed, log=log)
     stored: DataConfig = meta["data_config"]
     if (stored.charset, stored.width, stored.height) != (data.charset, data.width, data.height):
         raise CaptchaStreamError(
-            f"{out}: test set was rendered for a different charset or size "
-            f"({stored.width}x{stored.height}); set eval.test_dir to another folder"
+            f"{out}: {kind} set was rendered for a different charset or size "
+            f"({stored.width}x{stored.height}); set {key} to another folder"
+        )
+    if forbidden_seed is not None and int(meta["seed"]) == forbidden_seed:
+        raise CaptchaStreamError(
+            f"{out}: {kind} set was exported with seed {forbidden_seed}, the test set's; set {key} to another folder"
         )
     return out

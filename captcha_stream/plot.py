@@ -1,8 +1,8 @@
 """Learning-curve pictures drawn with Pillow (no plotting library needed).
 
-`draw_curve`: one run's loss and test accuracy against steps, written as RUN_DIR/curve.png
+`draw_curve`: one run's loss and held-out (validation) accuracy against steps, written as RUN_DIR/curve.png
 after every evaluation, so a glance shows where a run is going. `draw_comparison`: the
-test accuracy of several runs on one chart, for ablations.
+held-out accuracy of several runs on one chart, for ablations.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def draw_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
     if len(pts) > 1:
         draw.line(pts, fill=COLORS["loss"], width=2)
 
-    _panel(draw, right, "test set accuracy", max_step, (0.0, 1.0), [(v / 4, f"{v * 25}%") for v in range(5)], font)
+    _panel(draw, right, "held-out accuracy", max_step, (0.0, 1.0), [(v / 4, f"{v * 25}%") for v in range(5)], font)
     for i, key in enumerate(("full_string_accuracy", "char_accuracy", "case_insensitive_accuracy")):
         pts = [
             (right[0] + (right[2] - right[0]) * s / max_step, right[3] - e[key] * (right[3] - right[1]))
@@ -119,7 +119,7 @@ def draw_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
 def draw_comparison(
     sources: list[Path], labels: list[str], out: str | os.PathLike[str], key: str = "full_string_accuracy"
 ) -> Path:
-    """One line per run of its test accuracy by step: the whole run, and its second half zoomed in."""
+    """One line per run of its held-out accuracy by step: the whole run, and its second half zoomed in."""
     curves = [read_metrics(Path(src))[1] for src in sources]
     if not any(curves):
         raise ValueError("no evaluation records in any of the runs")
@@ -136,7 +136,7 @@ def draw_comparison(
     floor = math.floor(min(late) * 20) / 20 if late else 0.0
     floor = min(floor, 0.95)
     panels = [
-        ((PAD, 30, half - 20, H - 30), (0.0, 1.0), 0, f"test {title}"),
+        ((PAD, 30, half - 20, H - 30), (0.0, 1.0), 0, f"held-out {title}"),
         ((half + PAD, 30, W - 20, H - 30), (floor, 1.0), max_step // 2, "second half, zoomed"),
     ]
     for box, (lo, hi), first, name in panels:

@@ -321,12 +321,21 @@ def _train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    test_images = torch.empty(0)
-    test_labels: list[str] = []
+    val_images = torch.empty(0)
+    val_labels: list[str] = []
     if main:
-        # The frozen test set, decoded once and kept in memory for every evaluation.
-        test_dir = ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed, log=log)
-        test_images, test_labels = load_all(FolderDataset(test_dir, cfg.data), cfg.eval.batch_size)
+        # The frozen validation set, decoded once and kept in memory for every evaluation.
+        val_dir = ensure_set(
+            cfg.eval.val_dir,
+            cfg.eval.val_size,
+            cfg.data,
+            cfg.eval.val_seed,
+            log=log,
+            kind="validation",
+            key="eval.val_dir",
+            forbidden_seed=cfg.eval.test_seed,
+        )
+        val_images, val_labels = load_all(FolderDataset(val_dir, cfg.data), cfg.eval.batch_size)
 
     workers = cfg.train.num_workers if cfg.train.num_workers >= 0 else default_workers()
     loader = make_loader(cfg, codec, counters["batches"], workers, pin=device.type == "cuda", rank=dinfo.rank)
@@ -347,20 +356,16 @@ def _train(
         record: dict[str, Any] = {"step": counters["step"]}
         if ema is not None:
             # The raw weights too, so every run with an average measures what it gained.
-            raw = run_eval(model, test_images, test_labels, codec, device, **eval_args)
+            raw = run_eval(model, val_images, val_labels, codec, device, **eval_args)
             record["eval_raw"] = raw.summary()
         evaluated = ema.model if ema is not None else model
-        res = run_eval(evaluated, test_images, test_labels, codec, device, **eval_args)
+        res = run_eval(evaluated, val_images, val_labels, codec, device, **eval_args)
         summary = res.summary()
         evals.append(summary)
         record["eval"] = summary
         runlog.write(record)
         raw_note = f"  (raw weights {record['eval_raw']['full_string_accuracy']:.2%})" if ema is not None else ""
-        log(
-            f"step {counters['step']}: full-string {summary['full_string_accuracy']:.2%}  "
-            f"char {summary['char_accuracy']:.2%}  CER {summary['cer']:.2%}  "
-            f"case-insensitive {summary['case_insensitive_accuracy']:.2%}{raw_note}"
-        )
+        log(f"step {counters['step']}: validation {headline(summary)}{raw_note}")
         if summary["full_string_accuracy"] > counters["best_accuracy"]:
             counters["best_accuracy"] = summary["full_string_accuracy"]
             save_checkpoint(state(), run_dir / "best.pt", keep_previous=False)
@@ -475,8 +480,48 @@ def _train(
                 f"stopped by {stop.signal} at step {counters['step']}; checkpoint saved to {run_dir / 'last.pt'} "
                 f"(continue with --resume)",
             )
+    test = test_best(cfg, run_dir, device, eval_args, runlog, counters["step"], log) if main else None
     distributed.barrier(dinfo)
-    return {**counters, "run_dir": str(run_dir), "last": last, "final_eval": evals[-1] if evals else None}
+    return {
+        **counters,
+        "run_dir": str(run_dir),
+        "last": last,
+        "final_eval": evals[-1] if evals else None,
+        "test": test,
+    }
+
+
+def test_best(
+    cfg: Config,
+    run_dir: Path,
+    device: torch.device,
+    eval_args: dict[str, Any],
+    runlog: RunLog,
+    step: int,
+    log: Callable[[str], None],
+) -> dict[str, Any] | None:
+    """best.pt measured once on the test set, the number to report: it chose nothing."""
+    best_path = run_dir / "best.pt"
+    if not best_path.exists():
+        return None
+    state = load_checkpoint(best_path)
+    model, codec = build_model(cfg)
+    model.to(device)
+    model.load_state_dict(inference_weights(state))
+    test_dir = ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed, log=log)
+    images, labels = load_all(FolderDataset(test_dir, cfg.data), cfg.eval.batch_size)
+    summary = run_eval(model, images, labels, codec, device, **eval_args).summary()
+    best_step = state["step"]
+    runlog.write({"step": step, "event": "test", "best_step": best_step, "test_dir": str(test_dir), "test": summary})
+    log(f"best.pt (step {best_step}) on the test set {test_dir}: {headline(summary)}")
+    return {"best_step": best_step, **summary}
+
+
+def headline(summary: dict[str, float]) -> str:
+    return (
+        f"full-string {summary['full_string_accuracy']:.2%}  char {summary['char_accuracy']:.2%}  "
+        f"CER {summary['cer']:.2%}  case-insensitive {summary['case_insensitive_accuracy']:.2%}"
+    )
 
 
 def _silent(_: str) -> None:

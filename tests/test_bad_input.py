@@ -42,6 +42,8 @@ def ws(tmp_path_factory):
         assert exc.value.code == 0
         with pytest.raises(SystemExit):
             run(export_main, ["--n", "3", "--config", SMOKE, "--out", "set", "--workers", "1"])
+        with pytest.raises(SystemExit):
+            run(export_main, ["--n", "3", "--config", SMOKE, "--out", "set_test_seed", "-T", "--workers", "1"])
     finally:
         os.chdir(cwd)
     (w / "yaml_syntax.yaml").write_text("train:\n  steps: [1, 2\n")
@@ -185,6 +187,25 @@ CASES = [
     ("ckpt-is-dir", "evaluate", ["--checkpoint", "adir"], "adir: is a directory, expected a checkpoint"),
     ("ckpt-missing", "evaluate", ["--checkpoint", "gone.pt"], "gone.pt: checkpoint not found"),
     ("beam-negative", "evaluate", ["--checkpoint", CKPT, "--beam", "-2"], "--beam: must be >= 0"),
+    ("confusions-negative", "evaluate", ["--checkpoint", CKPT, "--confusions", "-1"], "--confusions: must be >= 0"),
+    (
+        "val-seed-is-test-seed",
+        "train",
+        ["--config", SMOKE, "--set", "eval.val_seed=1000003"],
+        "eval.val_seed: must differ from eval.test_seed (1000003)",
+    ),
+    (
+        "val-dir-is-test-dir",
+        "train",
+        ["--config", SMOKE, "--set", "eval.val_dir=data/test-smoke/"],
+        "eval.val_dir: must differ from eval.test_dir (data/test-smoke)",
+    ),
+    (
+        "val-set-is-test-set",
+        "train",
+        ["--config", SMOKE, "--run-dir", "r4", "--set", "eval.val_dir=set_test_seed"],
+        "set_test_seed: validation set was exported with seed 1000003, the test set's; set eval.val_dir",
+    ),
     ("predict-text-file", "predict", ["--checkpoint", CKPT, "text.png"], "text.png: not a readable image"),
     ("predict-zero-byte", "predict", ["--checkpoint", CKPT, "empty.png"], "empty.png: empty file"),
     ("predict-missing", "predict", ["--checkpoint", CKPT, "nothere.png"], "nothere.png: image file not found"),

@@ -135,10 +135,11 @@ def test_failing_dataloader_worker_is_one_clear_line(tmp_path):
     # A font that passes the start-up check (it exists) but cannot be loaded by the worker.
     font = tmp_path / "broken.ttf"
     font.write_bytes(b"this is not a font")
-    test = tmp_path / "test"
-    test.mkdir()
-    Image.new("RGB", (64, 32), "white").save(test / "a.png")
-    (test / "labels.csv").write_text("a.png,12\n")
+    # A hand-made validation set, so nothing is rendered (with the broken font) before the workers start.
+    val = tmp_path / "val"
+    val.mkdir()
+    Image.new("RGB", (64, 32), "white").save(val / "a.png")
+    (val / "labels.csv").write_text("a.png,12\n")
     r = script(
         "train.py",
         "--config",
@@ -149,7 +150,7 @@ def test_failing_dataloader_worker_is_one_clear_line(tmp_path):
         "--set",
         f"data.fonts=[{font}]",
         "--set",
-        f"eval.test_dir={test}",
+        f"eval.val_dir={val}",
         cwd=tmp_path,
     )
     assert r.returncode == 2

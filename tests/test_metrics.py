@@ -53,3 +53,18 @@ def test_length_mismatch_is_an_error():
 def test_summary_keys():
     s = M.summary(["ab"], ["ab"])
     assert set(s) == {"n", "full_string_accuracy", "char_accuracy", "cer", "case_insensitive_accuracy"}
+
+
+def test_report_lists_as_many_confusions_as_asked():
+    from captcha_stream.evaluation import Results, format_report
+
+    labels = ["0v", "Ox", "ab"]
+    res = Results(labels=labels, preds=["Ov", "0X", "ab"], confidences=[0.5, 0.5, 0.9])
+
+    def listed(report):
+        block = report.split("most confused (true -> predicted):\n")
+        return block[1].split("\n\n")[0].splitlines() if len(block) > 1 else []
+
+    assert len(listed(format_report(res, samples=0))) == 3
+    assert listed(format_report(res, samples=0, confusions=2)) == ["  0 -> O  1", "  O -> 0  1"]
+    assert listed(format_report(res, samples=0, confusions=0)) == []

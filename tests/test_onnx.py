@@ -28,6 +28,7 @@ def trained(tmp_path_factory):
         {
             "train.run_dir": str(tmp / "run"),
             "eval.test_dir": str(tmp / "test"),
+            "eval.val_dir": str(tmp / "val"),
             "train.steps": 60,
             "model.rnn": "lstm",
             "model.bidirectional": True,

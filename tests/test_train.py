@@ -20,7 +20,11 @@ SMOKE = ROOT / "configs" / "smoke.yaml"
 
 
 def smoke(tmp_path, **overrides):
-    base = {"train.run_dir": str(tmp_path / "run"), "eval.test_dir": str(tmp_path / "test")}
+    base = {
+        "train.run_dir": str(tmp_path / "run"),
+        "eval.test_dir": str(tmp_path / "test"),
+        "eval.val_dir": str(tmp_path / "val"),
+    }
     return load_config(SMOKE, {**base, **overrides})
 
 
@@ -57,12 +61,41 @@ def test_tiny_model_overfits_tiny_set(tmp_path):
     }
     cfg = smoke(tmp_path, **overrides)
     export_set(tmp_path / "tiny", 32, cfg.data, seed=0, workers=1, progress=False, log=lambda s: None)
-    cfg.train.train_dir = cfg.eval.test_dir = str(tmp_path / "tiny")
+    cfg.train.train_dir = cfg.eval.val_dir = str(tmp_path / "tiny")
     t = time.perf_counter()
     result = quiet_train(cfg)
     assert result["final_eval"]["full_string_accuracy"] >= 0.9, result["final_eval"]
     assert time.perf_counter() - t < 120  # "about a minute" on 2 cores, with room for a busy machine
     assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_best_is_chosen_on_validation_and_reported_on_test(tmp_path):
+    from captcha_stream.checkpoint import inference_weights, load_checkpoint
+    from captcha_stream.evaluation import load_all, run_eval
+    from captcha_stream.export import read_meta
+    from captcha_stream.folder import FolderDataset
+
+    cfg = smoke(tmp_path, **{"train.steps": 6, "train.eval_every": 2, "train.log_every": 2, "train.ema_decay": 0.5})
+    result = quiet_train(cfg)
+    assert read_meta(tmp_path / "val")["seed"] == cfg.eval.val_seed
+    assert read_meta(tmp_path / "test")["seed"] == cfg.eval.test_seed != cfg.eval.val_seed
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = {r["step"]: r["eval"]["full_string_accuracy"] for r in records if "eval" in r}
+    assert sorted(evals) == [2, 4, 6]
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    # best.pt is the first evaluation with the highest validation accuracy.
+    assert best["step"] == min(s for s, acc in evals.items() if acc == max(evals.values()))
+    tested = [r for r in records if r.get("event") == "test"]
+    assert len(tested) == 1 and tested[0]["best_step"] == best["step"] == result["test"]["best_step"]
+    # The reported test numbers are best.pt's weights read on the test set, recomputed here.
+    from captcha_stream.train import build_model
+
+    model, codec = build_model(cfg)
+    model.load_state_dict(inference_weights(best))
+    images, labels = load_all(FolderDataset(tmp_path / "test", cfg.data), 16)
+    again = run_eval(model, images, labels, codec, torch.device("cpu")).summary()
+    assert tested[0]["test"] == again
+    assert again["n"] == cfg.eval.test_size
 
 
 @pytest.mark.parametrize("workers, ema", [(0, 0.0), (2, 0.0), (0, 0.9)])
