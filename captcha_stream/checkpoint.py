@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .config import Config, from_dict, merge
 from .errors import CaptchaStreamError
 
 FORMAT = 1
@@ -90,9 +91,17 @@ def inference_weights(state: dict[str, Any]) -> dict[str, Any]:
     return state["ema"] if "ema" in state else state["model"]
 
 
-def slim_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
-    """A copy of `src` with only what reading captchas needs (no optimizer): for shipping."""
+def slim_checkpoint(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], overrides: dict[str, Any] | None = None
+) -> Path:
+    """A copy of `src` with only what reading captchas needs (no optimizer): for shipping.
+
+    `overrides` (dotted keys) change the copy's config, checked as any config is.
+    """
     state = load_checkpoint(src)
     keep = {k: state[k] for k in ("config", "charset", "step", "best_accuracy", "elapsed") if k in state}
+    if overrides:
+        keep["config"] = merge(state["config"], overrides)
+        from_dict(Config, keep["config"]).validate(check_files=False)
     keep["model"] = inference_weights(state)
     return save_checkpoint(keep, dst, keep_previous=False)

@@ -76,8 +76,8 @@ def resolve_config(path: str | None) -> Path:
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import load_for_resume
-    from .config import Config, from_dict, load_config, parse_override
-    from .train import merge, run_dir_for, train
+    from .config import Config, from_dict, load_config, merge, parse_override
+    from .train import run_dir_for, train
 
     parser = argparse.ArgumentParser(prog="train.py", description="Train a CRNN + CTC captcha reader.")
     parser.add_argument("--config", help="YAML config (default configs/stream.yaml)")
@@ -310,6 +310,7 @@ def plot_main(argv: Sequence[str] | None = None) -> int:
 
 def slim_main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import slim_checkpoint
+    from .config import parse_override
 
     parser = argparse.ArgumentParser(
         prog="python -m captcha_stream slim",
@@ -317,7 +318,18 @@ def slim_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("src")
     parser.add_argument("dst")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="eval.KEY=VALUE",
+        help="change an eval setting in the copy's config, e.g. which test set it is read on (repeatable)",
+    )
     args = parser.parse_args(argv)
-    out = slim_checkpoint(args.src, args.dst)
+    overrides = dict(parse_override(s) for s in args.set)
+    for key in overrides:
+        if not key.startswith("eval."):
+            raise CaptchaStreamError(f"--set {key}: slim changes only eval.* settings (the weights fix the rest)")
+    out = slim_checkpoint(args.src, args.dst, overrides)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

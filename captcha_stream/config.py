@@ -8,6 +8,7 @@ checkpoint alone is enough to rebuild the model and its preprocessing.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import string
 import typing
@@ -229,6 +230,16 @@ class EvalConfig:
             raise CaptchaStreamError(f"{where}.val_size: must be at least 1, got {self.val_size}")
         if self.val_seed < 0:
             raise CaptchaStreamError(f"{where}.val_seed: must be >= 0, got {self.val_seed}")
+        if self.batch_size < 1:
+            raise CaptchaStreamError(f"{where}.batch_size: must be at least 1, got {self.batch_size}")
+        if self.beam < 0:
+            raise CaptchaStreamError(f"{where}.beam: must be >= 0, got {self.beam}")
+        if self.samples < 0:
+            raise CaptchaStreamError(f"{where}.samples: must be >= 0, got {self.samples}")
+
+    def check_sets_apart(self, where: str = "eval") -> None:
+        """Refuse a validation set that is the test set. Checked when training starts, not on
+        every load: a checkpoint only read for evaluation does not choose anything."""
         if self.val_seed == self.test_seed:
             raise CaptchaStreamError(
                 f"{where}.val_seed: must differ from {where}.test_seed ({self.test_seed}), "
@@ -239,12 +250,6 @@ class EvalConfig:
                 f"{where}.val_dir: must differ from {where}.test_dir ({self.test_dir}), "
                 "or best.pt would be chosen on the test set"
             )
-        if self.batch_size < 1:
-            raise CaptchaStreamError(f"{where}.batch_size: must be at least 1, got {self.batch_size}")
-        if self.beam < 0:
-            raise CaptchaStreamError(f"{where}.beam: must be >= 0, got {self.beam}")
-        if self.samples < 0:
-            raise CaptchaStreamError(f"{where}.samples: must be >= 0, got {self.samples}")
 
 
 @dataclass
@@ -436,3 +441,15 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 def data_config_from_yaml(path: str | os.PathLike[str] | None) -> DataConfig:
     """The data section of a config file (defaults when `path` is None)."""
     return load_config(path).data
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with dotted `section.key` overrides applied (a deep copy)."""
+    out = json.loads(json.dumps(base))
+    for key, value in overrides.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out

@@ -248,6 +248,7 @@ def train(
     Under torchrun every rank runs this; rank 0 alone evaluates, logs and saves.
     """
     log = log or _to_stderr
+    cfg.eval.check_sets_apart()
     device = pick_device(cfg.train.device)
     dinfo = distributed.setup(device.type)
     try:
@@ -557,15 +558,3 @@ class TrainingStopped(CaptchaStreamError):
         super().__init__(message)
         # The shell's convention: 128 + signal number.
         self.exit_code = 128 + int(getattr(signal, signal_name))
-
-
-def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """`base` with dotted `section.key` overrides applied (a deep copy)."""
-    out = json.loads(json.dumps(base))
-    for key, value in overrides.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out

@@ -170,6 +170,18 @@ def test_weight_average_is_evaluated_saved_and_served(tmp_path):
     slim_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "slim.pt")
     slim = torch.load(tmp_path / "slim.pt", weights_only=True)
     assert "ema" not in slim and torch.equal(slim["model"][name], ckpt["ema"][name])
+    # slim --set repoints a copy's eval settings (which test set it is read on), and nothing else.
+    from captcha_stream.cli import run, slim_main
+
+    with pytest.raises(SystemExit) as exc:
+        run(slim_main, [str(tmp_path / "run" / "last.pt"), str(tmp_path / "s2.pt"), "--set", "eval.test_seed=7"])
+    assert exc.value.code == 0
+    s2 = torch.load(tmp_path / "s2.pt", weights_only=True)
+    assert s2["config"]["eval"]["test_seed"] == 7 and s2["config"]["data"] == ckpt["config"]["data"]
+    for bad, message in [("data.width=99", "slim changes only eval.*"), ("eval.beam=-1", "eval.beam: must be >= 0")]:
+        with pytest.raises(CaptchaStreamError, match=message):
+            slim_main([str(tmp_path / "run" / "last.pt"), str(tmp_path / "s3.pt"), "--set", bad])
+    assert not (tmp_path / "s3.pt").exists()
 
 
 def test_init_from_starts_from_the_checkpoint_weights(tmp_path):
