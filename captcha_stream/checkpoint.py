@@ -10,6 +10,7 @@ Loading uses `weights_only=True`: a checkpoint cannot run code.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str], keep_pr
             fh.flush()
             os.fsync(fh.fileno())
         if keep_previous and path.exists():
-            os.replace(path, previous_path(path))
+            _keep_copy(path, previous_path(path))
+        # One rename: at every instant `path` is either the old checkpoint or the new one.
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -47,6 +49,21 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str], keep_pr
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _keep_copy(path: Path, prev: Path) -> None:
+    """Make `prev` a copy of `path` without ever removing `path` (a kill between two renames
+    would otherwise leave no `path` at all): a hard link, or a byte copy where links fail."""
+    staging = prev.with_name(f".{prev.name}.tmp-{os.getpid()}")
+    staging.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(path, staging)
+        except OSError:
+            shutil.copyfile(path, staging)
+        os.replace(staging, prev)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -92,6 +92,31 @@ def test_kill_9_then_resume_continues_from_last_checkpoint(tmp_path):
     assert not list((tmp_path / "runs/smoke").glob(".*tmp*"))
 
 
+def test_checkpoint_path_never_goes_missing_while_saving(tmp_path, monkeypatch):
+    from captcha_stream import checkpoint
+    from captcha_stream.errors import CaptchaStreamError
+
+    path = tmp_path / "last.pt"
+    state = {"model": {}, "config": {}, "step": 1}
+    checkpoint.save_checkpoint(state, path)
+    checkpoint.save_checkpoint({**state, "step": 2}, path)
+    assert load_checkpoint(path)["step"] == 2 and load_checkpoint(tmp_path / "last.prev.pt")["step"] == 1
+    assert not os.path.samefile(path, tmp_path / "last.prev.pt")  # damaging one leaves the other
+    real_replace = os.replace
+
+    def dies_before_the_final_rename(src, dst):
+        if Path(dst) == path:
+            raise OSError(28, "No space left on device")  # stands in for a kill at this instant
+        real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", dies_before_the_final_rename)
+    with pytest.raises(CaptchaStreamError, match="last.pt: cannot write checkpoint"):
+        checkpoint.save_checkpoint({**state, "step": 3}, path)
+    # The last good checkpoint is still at its own name, and kept as the previous one too.
+    assert load_checkpoint(path)["step"] == 2 and load_checkpoint(tmp_path / "last.prev.pt")["step"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.prev.pt", "last.pt"]
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_damaged_last_checkpoint_falls_back_to_previous(tmp_path, damage):
     args = ["--config", str(SMOKE), "--no-progress", "--set", "train.checkpoint_every=2"]
