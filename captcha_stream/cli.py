@@ -76,7 +76,7 @@ def resolve_config(path: str | None) -> Path:
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import load_for_resume
-    from .config import Config, from_dict, load_config, merge, parse_override
+    from .config import Config, changed_on_resume, from_dict, load_config, merge, parse_override
     from .train import run_dir_for, train
 
     parser = argparse.ArgumentParser(prog="train.py", description="Train a CRNN + CTC captcha reader.")
@@ -121,6 +121,14 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         state = load_for_resume(run_dir / "last.pt", log=lambda s: None)
         cfg = from_dict(Config, merge(state["config"], {"train.run_dir": str(run_dir), **overrides}))
         cfg.validate()
+        changes = changed_on_resume(state["config"], overrides)
+        if changes:
+            # Allowed (a deliberate new phase), but it must not pass for an exact resume.
+            print(
+                f"warning: resuming {run_dir} with changed settings ({'; '.join(changes)}): "
+                "from here it will not match the run uninterrupted",
+                file=sys.stderr,
+            )
     result = train(cfg, resume=args.resume, progress=not args.no_progress)
     final = result["final_eval"] or {}
     test = result["test"]

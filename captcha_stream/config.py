@@ -453,3 +453,32 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[leaf] = value
     return out
+
+
+# Settings a resumed run may change without leaving the path an uninterrupted run takes:
+# where it runs, how often it reports, and what it is measured on. Not train.steps: the
+# cosine schedule is laid over the total, so a longer run changes the lr from here on.
+_RESUME_NEUTRAL = (
+    "train.run_dir",
+    "train.device",
+    "train.num_workers",
+    "train.log_every",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.init_from",
+    "eval.",
+)
+
+
+def changed_on_resume(saved: dict[str, Any], overrides: dict[str, Any]) -> list[str]:
+    """The overrides that change the saved run's training, as 'key old -> new' (stream, model, optimizer)."""
+    changes = []
+    for key, value in overrides.items():
+        if key.startswith(_RESUME_NEUTRAL):
+            continue
+        node: Any = saved
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node != value:
+            changes.append(f"{key} {node!r} -> {value!r}")
+    return changes

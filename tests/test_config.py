@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from captcha_stream.config import Config, DataConfig, load_config
+from captcha_stream.config import Config, DataConfig, changed_on_resume, load_config
 from captcha_stream.errors import CaptchaStreamError
 from captcha_stream.model import check_fits
 
@@ -99,3 +99,11 @@ def test_focus_symbols_weights():
     weights = cfg.symbol_weights()
     assert [w for ch, w in zip(cfg.data.charset, weights) if w != 1.0] == [3.0, 3.0, 3.0]
     assert {ch for ch, w in zip(cfg.data.charset, weights) if w == 3.0} == set("0Ov")
+
+
+def test_changed_on_resume_names_only_settings_that_change_training():
+    saved = {"train": {"seed": 1, "steps": 10, "log_every": 5}, "optim": {"lr": 0.001}, "eval": {"val_size": 8}}
+    overrides = {"train.seed": 1, "train.log_every": 1, "eval.val_size": 4, "optim.lr": 0.01, "train.steps": 20}
+    assert changed_on_resume(saved, overrides) == ["optim.lr 0.001 -> 0.01", "train.steps 10 -> 20"]
+    # A key the old checkpoint never saved counts as changed: its old value is unknown.
+    assert changed_on_resume(saved, {"train.focus_weight": 4}) == ["train.focus_weight None -> 4"]

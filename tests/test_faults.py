@@ -237,3 +237,17 @@ def test_checkpoints_cannot_run_code(tmp_path):
     r = script("evaluate.py", "--checkpoint", str(path), cwd=tmp_path)
     assert r.returncode == 2 and "evil.pt: not a readable checkpoint" in r.stderr
     assert not (tmp_path / "pwned").exists()
+
+
+def test_resume_with_changed_training_settings_warns(tmp_path):
+    args = ["--config", str(SMOKE), "--no-progress", "--set", "train.checkpoint_every=2"]
+    assert script("train.py", *args, "--steps", "4", cwd=tmp_path).returncode == 0
+    # Reporting more often changes nothing an uninterrupted run would do: no warning.
+    r = script("train.py", *args, "--steps", "4", "--set", "train.log_every=1", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "warning" not in r.stderr
+    r = script("train.py", *args, "--steps", "6", "--set", "optim.lr=0.01", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    warning = next(line for line in r.stderr.splitlines() if line.startswith("warning: resuming"))
+    assert "optim.lr" in warning and "-> 0.01" in warning and "train.steps 4 -> 6" in warning
+    assert load_checkpoint(tmp_path / "runs/smoke/last.pt")["config"]["optim"]["lr"] == 0.01
