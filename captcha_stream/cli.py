@@ -171,7 +171,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     from .folder import FolderDataset
     from .predict import model_from_checkpoint
     from .train import pick_device
-    from .view import open_view, write_view
+    from .view import open_view, write_sheet, write_view
 
     parser = argparse.ArgumentParser(prog="evaluate.py", description="Measure a trained reader on a labelled set.")
     parser.add_argument("--checkpoint", help="checkpoint (default: newest runs/*/best.pt, then models/captcha62.pt)")
@@ -179,6 +179,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--labels", help="labels CSV when not DIR/labels.csv")
     parser.add_argument("-V", "--view", action="store_true", help="write (and open) a page of every captcha")
     parser.add_argument("--view-out", help="where --view writes its page (default: beside the checkpoint)")
+    parser.add_argument("--sheet", metavar="PNG", help="write the first mistakes (then hits) as one PNG picture")
+    parser.add_argument("--sheet-count", type=int, default=24, help="captchas on the --sheet picture (default 24)")
     parser.add_argument("--beam", type=int, default=None, help="beam width (0 = greedy; default from config)")
     parser.add_argument(
         "--no-length-prior",
@@ -194,6 +196,10 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.confusions < 0:
         raise CaptchaStreamError(f"--confusions: must be >= 0, got {args.confusions}")
+    if args.sheet_count < 1:
+        raise CaptchaStreamError(f"--sheet-count: must be >= 1, got {args.sheet_count}")
+    if args.sheet and not Path(args.sheet).resolve().parent.is_dir():
+        raise CaptchaStreamError(f"--sheet: folder {Path(args.sheet).parent} does not exist")
 
     ckpt = find_checkpoint(args.checkpoint)
     model, cfg, state = model_from_checkpoint(ckpt)
@@ -230,6 +236,10 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         write_view(out, paths, results.labels, results.preds, results.confidences, title=f"{ckpt} on {data_dir}")
         opened = open_view(out)
         print(f"view: {out}{' (opened in the browser)' if opened else ''}")
+    if args.sheet:
+        paths = [dataset.path(i) for i in range(len(dataset))]
+        write_sheet(args.sheet, paths, results.labels, results.preds, f"{ckpt} on {data_dir}", args.sheet_count)
+        print(f"sheet: {args.sheet}")
     return 0
 
 

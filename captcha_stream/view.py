@@ -3,6 +3,9 @@
 A page rather than a GUI window: it works over SSH and on headless machines, can be
 kept with the run, and the browser does the zooming and scrolling. When a display is
 available the page is opened in the default browser.
+
+--sheet: the first mistakes as one PNG, for where a page cannot go (an issue, a chat, a
+README) and for machines without a browser to take a screenshot with.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import sys
 import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
 
 from . import metrics
 
@@ -95,3 +100,70 @@ def open_view(path: Path) -> bool:
         return webbrowser.open(path.resolve().as_uri())
     except webbrowser.Error:
         return False
+
+
+_GREEN, _RED, _GREY, _INK = (205, 229, 205), (224, 102, 102), (119, 119, 119), (20, 20, 20)
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    # The captcha package's own font is monospaced and always installed beside it.
+    try:
+        from captcha.image import DEFAULT_FONTS
+
+        return ImageFont.truetype(DEFAULT_FONTS[0], size)
+    except (ImportError, IndexError, OSError):
+        return ImageFont.load_default()
+
+
+def write_sheet(
+    out: str | os.PathLike[str],
+    image_paths: Sequence[Path],
+    labels: Sequence[str],
+    preds: Sequence[str],
+    title: str,
+    count: int = 24,
+    columns: int = 4,
+) -> Path:
+    """A PNG of `count` captchas, mistakes first, each with the truth and the model's reading."""
+    if count < 1 or columns < 1:
+        raise ValueError(f"count and columns must be >= 1, got {count} and {columns}")
+    out = Path(out)
+    order = sorted(range(len(labels)), key=lambda i: (preds[i] == labels[i], i))[:count]
+    images = [Image.open(image_paths[i]).convert("RGB") for i in order]
+    cell_w = max((im.width for im in images), default=1) + 16
+    text = _font(18)
+    line = 24
+    cell_h = max((im.height for im in images), default=1) + 2 * line + 16
+    rows = max(1, -(-len(order) // columns))
+    head = 2 * line + 8
+    sheet = Image.new("RGB", (columns * cell_w + 8, head + rows * cell_h + 8), "white")
+    draw = ImageDraw.Draw(sheet)
+    summary = metrics.summary(preds, labels)
+    wrong = sum(p != t for p, t in zip(preds, labels))
+    small = _font(14)
+    draw.text((8, 6), title, fill=_INK, font=small)
+    draw.text(
+        (8, 6 + line),
+        f"{len(labels)} images, {wrong} wrong: full-string {summary['full_string_accuracy']:.2%}, "
+        f"case-insensitive {summary['case_insensitive_accuracy']:.2%}; mistakes first, wrong characters in red",
+        fill=_GREY,
+        font=small,
+    )
+    char_w = text.getlength("M")
+    for k, (i, im) in enumerate(zip(order, images)):
+        x, y = 8 + (k % columns) * cell_w, head + (k // columns) * cell_h
+        ok = preds[i] == labels[i]
+        draw.rectangle((x, y, x + cell_w - 8, y + cell_h - 8), outline=_GREEN if ok else _RED, width=3)
+        sheet.paste(im, (x + 4, y + 4))
+        ty = y + 8 + im.height
+        draw.text((x + 6, ty), f"truth {labels[i]}", fill=_INK, font=text)
+        draw.text((x + 6, ty + line), "model", fill=_INK, font=text)
+        # Position-wise marking, as on the page: the reader's eye goes to the red.
+        shown = preds[i] + "_" * max(0, len(labels[i]) - len(preds[i]))
+        for j, ch in enumerate(shown):
+            bad = j >= len(labels[i]) or j >= len(preds[i]) or labels[i][j] != ch
+            draw.text((x + 6 + (6 + j) * char_w, ty + line), ch, fill=_RED if bad else _INK, font=text)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.png")
+    sheet.save(tmp, format="PNG")
+    os.replace(tmp, out)
+    return out

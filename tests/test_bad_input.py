@@ -188,6 +188,13 @@ CASES = [
     ("ckpt-missing", "evaluate", ["--checkpoint", "gone.pt"], "gone.pt: checkpoint not found"),
     ("beam-negative", "evaluate", ["--checkpoint", CKPT, "--beam", "-2"], "--beam: must be >= 0"),
     ("confusions-negative", "evaluate", ["--checkpoint", CKPT, "--confusions", "-1"], "--confusions: must be >= 0"),
+    ("sheet-count-zero", "evaluate", ["--checkpoint", CKPT, "--sheet-count", "0"], "--sheet-count: must be >= 1"),
+    (
+        "sheet-folder-missing",
+        "evaluate",
+        ["--checkpoint", CKPT, "--sheet", "nowhere/s.png"],
+        "--sheet: folder nowhere does not exist",
+    ),
     (
         "val-seed-is-test-seed",
         "train",

@@ -289,6 +289,10 @@ def test_documented_commands_and_checkpoint_alone(tmp_path):
         "--json",
         "m.json",
         "--view",
+        "--sheet",
+        "sheet.png",
+        "--sheet-count",
+        "4",
         "--no-progress",
         cwd=tmp_path,
     )
@@ -298,6 +302,8 @@ def test_documented_commands_and_checkpoint_alone(tmp_path):
     assert "full-string accuracy" in r.stdout and "truth" in r.stdout
     page = tmp_path / "view-train.html"
     assert page.is_file() and page.read_text().count("<img") == 6
+    # Four of the smoke config's 64x32 captchas: one row of four cells, each 16 wider and 64 taller.
+    assert Image.open(tmp_path / "sheet.png").size == (4 * 80 + 8, 56 + 32 + 64 + 8)
     r = subprocess.run(
         [
             sys.executable,
