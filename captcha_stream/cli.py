@@ -77,7 +77,7 @@ def resolve_config(path: str | None) -> Path:
 def train_main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import load_for_resume
     from .config import Config, changed_on_resume, from_dict, load_config, merge, parse_override
-    from .train import run_dir_for, train
+    from .train import check_compatible, run_dir_for, train
 
     parser = argparse.ArgumentParser(prog="train.py", description="Train a CRNN + CTC captcha reader.")
     parser.add_argument("--config", help="YAML config (default configs/stream.yaml)")
@@ -121,6 +121,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         state = load_for_resume(run_dir / "last.pt", log=lambda s: None)
         cfg = from_dict(Config, merge(state["config"], {"train.run_dir": str(run_dir), **overrides}))
         cfg.validate()
+        # A resume that cannot go on at all says so, without a warning in front of the error.
+        check_compatible(state, cfg, run_dir / "last.pt")
         changes = changed_on_resume(state["config"], overrides)
         if changes:
             # Allowed (a deliberate new phase), but it must not pass for an exact resume.
