@@ -232,14 +232,13 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results.summary(), indent=2) + "\n")
         print(f"wrote {args.json}")
+    paths = [dataset.path(i) for i in range(len(dataset))]
     if args.view:
         out = Path(args.view_out) if args.view_out else ckpt.parent / f"view-{data_dir.name}.html"
-        paths = [dataset.path(i) for i in range(len(dataset))]
         write_view(out, paths, results.labels, results.preds, results.confidences, title=f"{ckpt} on {data_dir}")
         opened = open_view(out)
         print(f"view: {out}{' (opened in the browser)' if opened else ''}")
     if args.sheet:
-        paths = [dataset.path(i) for i in range(len(dataset))]
         write_sheet(args.sheet, paths, results.labels, results.preds, f"{ckpt} on {data_dir}", args.sheet_count)
         print(f"sheet: {args.sheet}")
     return 0

@@ -41,14 +41,23 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def _mistakes_first(labels: Sequence[str], preds: Sequence[str]) -> list[int]:
+    # Mistakes first: they are what a person opens a view to look at.
+    return sorted(range(len(labels)), key=lambda i: (preds[i] == labels[i], i))
+
+
+def _marks(pred: str, truth: str) -> list[tuple[str, bool]]:
+    """Each character of the prediction and whether it differs from the truth (position-wise);
+    a short prediction is padded with '_', each one wrong."""
+    shown = pred + "_" * max(0, len(truth) - len(pred))
+    return [(ch, i >= len(pred) or i >= len(truth) or truth[i] != ch) for i, ch in enumerate(shown)]
+
+
 def _marked(pred: str, truth: str) -> str:
-    """The prediction with each character that differs from the truth (position-wise) marked."""
-    parts = []
-    for i, ch in enumerate(pred):
-        ok = i < len(truth) and truth[i] == ch
-        parts.append(html.escape(ch) if ok else f'<span class="bad">{html.escape(ch)}</span>')
-    if len(pred) < len(truth):
-        parts.append('<span class="bad">' + "_" * (len(truth) - len(pred)) + "</span>")
+    """The prediction as HTML, with each character that differs from the truth marked."""
+    parts = [
+        f'<span class="bad">{html.escape(ch)}</span>' if bad else html.escape(ch) for ch, bad in _marks(pred, truth)
+    ]
     return "".join(parts) or '<span class="bad">(empty)</span>'
 
 
@@ -64,9 +73,7 @@ def write_view(
     summary = metrics.summary(preds, labels)
     wrong = sum(p != t for p, t in zip(preds, labels))
     cards = []
-    # Mistakes first: they are what a person opens this page to look at.
-    order = sorted(range(len(labels)), key=lambda i: (preds[i] == labels[i], i))
-    for i in order:
+    for i in _mistakes_first(labels, preds):
         data = base64.b64encode(Path(image_paths[i]).read_bytes()).decode("ascii")
         ok = preds[i] == labels[i]
         cards.append(
@@ -128,7 +135,7 @@ def write_sheet(
     if count < 1 or columns < 1:
         raise ValueError(f"count and columns must be >= 1, got {count} and {columns}")
     out = Path(out)
-    order = sorted(range(len(labels)), key=lambda i: (preds[i] == labels[i], i))[:count]
+    order = _mistakes_first(labels, preds)[:count]
     images = [Image.open(image_paths[i]).convert("RGB") for i in order]
     cell_w = max((im.width for im in images), default=1) + 16
     text = _font(18)
@@ -158,10 +165,8 @@ def write_sheet(
         ty = y + 8 + im.height
         draw.text((x + 6, ty), f"truth {labels[i]}", fill=_INK, font=text)
         draw.text((x + 6, ty + line), "model", fill=_INK, font=text)
-        # Position-wise marking, as on the page: the reader's eye goes to the red.
-        shown = preds[i] + "_" * max(0, len(labels[i]) - len(preds[i]))
-        for j, ch in enumerate(shown):
-            bad = j >= len(labels[i]) or j >= len(preds[i]) or labels[i][j] != ch
+        # The same marking as the page's: the reader's eye goes to the red.
+        for j, (ch, bad) in enumerate(_marks(preds[i], labels[i])):
             draw.text((x + 6 + (6 + j) * char_w, ty + line), ch, fill=_RED if bad else _INK, font=text)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.png")
     sheet.save(tmp, format="PNG")

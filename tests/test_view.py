@@ -43,3 +43,12 @@ def images_color(path):
 def test_sheet_rejects_an_empty_request(tmp_path, images):
     with pytest.raises(ValueError, match="count and columns must be >= 1"):
         write_sheet(tmp_path / "s.png", images, ["a"] * 5, ["a"] * 5, "t", count=0)
+
+
+def test_page_and_sheet_mark_the_same_characters():
+    from captcha_stream.view import _marked, _marks
+
+    assert _marks("aXcde", "abcd") == [("a", False), ("X", True), ("c", False), ("d", False), ("e", True)]
+    assert _marks("ab", "abcd") == [("a", False), ("b", False), ("_", True), ("_", True)]
+    assert _marked("a<", "ab") == 'a<span class="bad">&lt;</span>'
+    assert _marked("", "") == '<span class="bad">(empty)</span>'
