@@ -103,9 +103,12 @@ def load_for_resume(path: str | os.PathLike[str], log: Any = print) -> dict[str,
 
 
 def inference_weights(state: dict[str, Any]) -> dict[str, Any]:
-    """The weights a checkpoint is read with: its weight average when the run kept one
-    (that is what the run evaluated and chose), else the trained weights."""
-    return state["ema"] if "ema" in state else state["model"]
+    """The weights a checkpoint is read with: what it says in "read_with" (best.pt names the weights
+    that won on validation), else its weight average when the run kept one, else the trained weights."""
+    read_with = state.get("read_with", "ema" if "ema" in state else "model")
+    if read_with not in state:
+        raise CaptchaStreamError(f"checkpoint says read_with={read_with!r} but holds no such weights")
+    return state[read_with]
 
 
 def slim_checkpoint(

@@ -367,9 +367,16 @@ def _train(
         runlog.write(record)
         raw_note = f"  (raw weights {record['eval_raw']['full_string_accuracy']:.2%})" if ema is not None else ""
         log(f"step {counters['step']}: validation {headline(summary)}{raw_note}")
-        if summary["full_string_accuracy"] > counters["best_accuracy"]:
-            counters["best_accuracy"] = summary["full_string_accuracy"]
-            save_checkpoint(state(), run_dir / "best.pt", keep_previous=False)
+        # The average is usually ahead, but late in a low-learning-rate phase the raw weights can lead it;
+        # best.pt keeps whichever read validation better and says which (ties go to the average).
+        read_with, accuracy = "ema" if ema is not None else "model", summary["full_string_accuracy"]
+        if ema is not None and record["eval_raw"]["full_string_accuracy"] > accuracy:
+            read_with, accuracy = "model", record["eval_raw"]["full_string_accuracy"]
+        if accuracy > counters["best_accuracy"]:
+            counters["best_accuracy"] = accuracy
+            save_checkpoint({**state(), "read_with": read_with}, run_dir / "best.pt", keep_previous=False)
+            if read_with == "model" and ema is not None:
+                log(f"step {counters['step']}: best.pt keeps the raw weights ({accuracy:.2%}, ahead of the average)")
         draw_curve(run_dir)
 
     if ckpt is not None:

@@ -153,6 +153,49 @@ def test_weight_average_follows_its_formula():
     assert not avg.model[0].weight.requires_grad
 
 
+@pytest.mark.parametrize(
+    ("raw", "average", "best_step", "read_with"),
+    [
+        ([0.5, 0.3], [0.4, 0.45], 3, "model"),  # raw ahead at step 3 and better than anything after
+        ([0.5, 0.3], [0.4, 0.6], 6, "ema"),  # the average overtakes it at step 6
+        ([0.4, 0.3], [0.4, 0.3], 3, "ema"),  # a tie goes to the average
+    ],
+)
+def test_best_keeps_whichever_weights_read_validation_better(tmp_path, monkeypatch, raw, average, best_step, read_with):
+    import captcha_stream.train as train_module
+    from captcha_stream.checkpoint import inference_weights, slim_checkpoint
+    from captcha_stream.metrics import summary
+    from captcha_stream.predict import model_from_checkpoint
+
+    scores = {"raw": list(raw) + [0.0], "average": list(average)}  # the raw-like extra: test_best's fresh model
+
+    class Scored:
+        def __init__(self, accuracy):
+            self.accuracy = accuracy
+
+        def summary(self):
+            return {**summary(["a"], ["a"]), "full_string_accuracy": self.accuracy}
+
+    def fake_eval(model, *args, **kwargs):
+        # The weight average is the copy whose parameters take no gradient.
+        kind = "raw" if next(model.parameters()).requires_grad else "average"
+        return Scored(scores[kind].pop(0))
+
+    monkeypatch.setattr(train_module, "run_eval", fake_eval)
+    cfg = smoke(tmp_path, **{"train.steps": 6, "train.eval_every": 3, "train.ema_decay": 0.9})
+    result = quiet_train(cfg)
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert (best["step"], best["read_with"]) == (best_step, read_with)
+    assert result["best_accuracy"] == max(max(raw), max(average))
+    name = "rnn.weight_ih_l0"
+    assert not torch.equal(best["ema"][name], best["model"][name])
+    assert inference_weights(best) is best[read_with]
+    model, _, _ = model_from_checkpoint(tmp_path / "run" / "best.pt")
+    assert torch.equal(model.state_dict()[name], best[read_with][name])
+    slim_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "slim.pt")
+    assert torch.equal(torch.load(tmp_path / "slim.pt", weights_only=True)["model"][name], best[read_with][name])
+
+
 def test_weight_average_is_evaluated_saved_and_served(tmp_path):
     from captcha_stream.checkpoint import slim_checkpoint
     from captcha_stream.predict import model_from_checkpoint
