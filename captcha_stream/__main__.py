@@ -2,7 +2,17 @@
 
 import sys
 
-from .cli import evaluate_main, export_main, export_onnx_main, plot_main, predict_main, run, slim_main, train_main
+from .cli import (
+    average_main,
+    evaluate_main,
+    export_main,
+    export_onnx_main,
+    plot_main,
+    predict_main,
+    run,
+    slim_main,
+    train_main,
+)
 
 COMMANDS = {
     "predict": predict_main,
@@ -12,6 +22,7 @@ COMMANDS = {
     "export-onnx": export_onnx_main,
     "plot": plot_main,
     "slim": slim_main,
+    "average": average_main,
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,4 +125,37 @@ def slim_checkpoint(
         keep["config"] = merge(state["config"], overrides)
         from_dict(Config, keep["config"]).validate(check_files=False)
     keep["model"] = inference_weights(state)
+    return save_checkpoint(keep, dst, keep_previous=False)
+
+
+def average_checkpoints(srcs: Sequence[str | os.PathLike[str]], dst: str | os.PathLike[str]) -> Path:
+    """A slim checkpoint whose weights are the mean of several checkpoints' inference weights.
+
+    Weights only average into a working model when the runs share a starting point (phases continued
+    from one checkpoint with `train.init_from`, different seeds or learning rates): their minima lie in
+    one basin, and the mean often reads better than each. Read the result on validation before using it.
+    """
+    if len(srcs) < 2:
+        raise CaptchaStreamError("average: name at least two checkpoints")
+    states = [load_checkpoint(src) for src in srcs]
+    first = states[0]
+    for src, state in zip(srcs[1:], states[1:]):
+        for section in ("data", "model"):
+            for key, value in first["config"].get(section, {}).items():
+                if state["config"].get(section, {}).get(key) != value:
+                    raise CaptchaStreamError(
+                        f"{src}: {section}.{key}={state['config'].get(section, {}).get(key)!r}, but {srcs[0]} has "
+                        f"{value!r}: only checkpoints of one model and data average"
+                    )
+    weights = [inference_weights(state) for state in states]
+    mean = {}
+    for name, tensor in weights[0].items():
+        if tensor.is_floating_point():
+            mean[name] = torch.stack([w[name].float() for w in weights]).mean(0).to(tensor.dtype)
+        else:
+            mean[name] = tensor  # batch-norm step counters: not weights
+    keep = {k: first[k] for k in ("config", "charset") if k in first}
+    keep["step"] = max(int(state.get("step", 0)) for state in states)
+    keep["averaged_from"] = [f"{src} (step {state.get('step', '?')})" for src, state in zip(srcs, states)]
+    keep["model"] = mean
     return save_checkpoint(keep, dst, keep_previous=False)

@@ -352,3 +352,18 @@ def slim_main(argv: Sequence[str] | None = None) -> int:
     out = slim_checkpoint(args.src, args.dst, overrides)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def average_main(argv: Sequence[str] | None = None) -> int:
+    from .checkpoint import average_checkpoints
+
+    parser = argparse.ArgumentParser(
+        prog="python -m captcha_stream average",
+        description="Average the weights of checkpoints continued from one starting point (a slim checkpoint).",
+    )
+    parser.add_argument("src", nargs="+", help="checkpoints of one model and data (each read with its read_with)")
+    parser.add_argument("--out", required=True, help="the averaged checkpoint to write")
+    args = parser.parse_args(argv)
+    out = average_checkpoints(args.src, args.out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), the mean of {len(args.src)} checkpoints")
+    return 0

@@ -11,13 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from captcha_stream.cli import evaluate_main, export_main, predict_main, run, train_main
+from captcha_stream.cli import average_main, evaluate_main, export_main, predict_main, run, train_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "configs" / "smoke.yaml")
-MAINS = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "export": export_main}
+MAINS = {
+    "train": train_main,
+    "evaluate": evaluate_main,
+    "predict": predict_main,
+    "export": export_main,
+    "average": average_main,
+}
 
 
 def png_header_only(width, height):
@@ -46,6 +53,10 @@ def ws(tmp_path_factory):
             run(export_main, ["--n", "3", "--config", SMOKE, "--out", "set_test_seed", "-T", "--workers", "1"])
     finally:
         os.chdir(cwd)
+    # The smoke checkpoint as if made by another model: what `average` must refuse to mix.
+    other = torch.load(w / "runs" / "smoke" / "last.pt", weights_only=True)
+    other["config"]["model"]["rnn_hidden"] += 1
+    torch.save(other, w / "other_model.pt")
     (w / "yaml_syntax.yaml").write_text("train:\n  steps: [1, 2\n")
     (w / "top_list.yaml").write_text("- data\n- model\n")
     (w / "not_utf8.csv").write_bytes(b"a.png,\xff\xfe\n")
@@ -259,6 +270,14 @@ CASES = [
         "train",
         ["--config", SMOKE, "--set", "train.focus_symbols='0'", "--set", "train.focus_weight=3", "--train-dir", "set"],
         "train.focus_symbols: shapes the rendered stream's labels",
+    ),
+    ("average-one", "average", [CKPT, "--out", "avg.pt"], "average: name at least two checkpoints"),
+    ("average-missing", "average", [CKPT, "gone.pt", "--out", "avg.pt"], "gone.pt: checkpoint not found"),
+    (
+        "average-other-model",
+        "average",
+        [CKPT, "other_model.pt", "--out", "avg.pt"],
+        "other_model.pt: model.rnn_hidden=",
     ),
 ]
 

@@ -196,6 +196,33 @@ def test_best_keeps_whichever_weights_read_validation_better(tmp_path, monkeypat
     assert torch.equal(torch.load(tmp_path / "slim.pt", weights_only=True)["model"][name], best[read_with][name])
 
 
+def test_average_of_checkpoints_is_the_mean_of_what_each_is_read_with(tmp_path, capsys):
+    from captcha_stream.checkpoint import save_checkpoint
+    from captcha_stream.cli import average_main, run
+    from captcha_stream.model import CRNN
+    from captcha_stream.predict import model_from_checkpoint
+
+    cfg = smoke(tmp_path)
+    nets = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        nets.append(CRNN(cfg.data, cfg.model, len(cfg.data.charset) + 1).state_dict())
+    base = {"config": cfg.to_dict(), "charset": cfg.data.charset}
+    save_checkpoint({**base, "model": nets[0], "step": 10}, tmp_path / "a.pt")
+    # b is read with its average (nets[2]), not its raw weights (nets[1]).
+    save_checkpoint({**base, "model": nets[1], "ema": nets[2], "step": 30}, tmp_path / "b.pt")
+    with pytest.raises(SystemExit) as exc:
+        run(average_main, [str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--out", str(tmp_path / "avg.pt")])
+    assert exc.value.code == 0 and "the mean of 2 checkpoints" in capsys.readouterr().out
+    model, _, state = model_from_checkpoint(tmp_path / "avg.pt")
+    assert state["step"] == 30 and len(state["averaged_from"]) == 2 and "optimizer" not in state
+    got = model.state_dict()
+    for name, tensor in nets[0].items():
+        if tensor.is_floating_point():
+            assert torch.allclose(got[name], (tensor + nets[2][name]) / 2), name
+    assert not torch.allclose(got["rnn.weight_ih_l0"], (nets[0]["rnn.weight_ih_l0"] + nets[1]["rnn.weight_ih_l0"]) / 2)
+
+
 def test_weight_average_is_evaluated_saved_and_served(tmp_path):
     from captcha_stream.checkpoint import slim_checkpoint
     from captcha_stream.predict import model_from_checkpoint
