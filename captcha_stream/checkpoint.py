@@ -103,12 +103,12 @@ def load_for_resume(path: str | os.PathLike[str], log: Any = print) -> dict[str,
         return load_checkpoint(prev)
 
 
-def inference_weights(state: dict[str, Any]) -> dict[str, Any]:
+def inference_weights(state: dict[str, Any], path: str | os.PathLike[str] = "checkpoint") -> dict[str, Any]:
     """The weights a checkpoint is read with: what it says in "read_with" (best.pt names the weights
     that won on validation), else its weight average when the run kept one, else the trained weights."""
     read_with = state.get("read_with", "ema" if "ema" in state else "model")
     if read_with not in state:
-        raise CaptchaStreamError(f"checkpoint says read_with={read_with!r} but holds no such weights")
+        raise CaptchaStreamError(f"{path}: says read_with={read_with!r} but holds no such weights")
     return state[read_with]
 
 
@@ -124,7 +124,7 @@ def slim_checkpoint(
     if overrides:
         keep["config"] = merge(state["config"], overrides)
         from_dict(Config, keep["config"]).validate(check_files=False)
-    keep["model"] = inference_weights(state)
+    keep["model"] = inference_weights(state, src)
     return save_checkpoint(keep, dst, keep_previous=False)
 
 
@@ -147,7 +147,7 @@ def average_checkpoints(srcs: Sequence[str | os.PathLike[str]], dst: str | os.Pa
                         f"{src}: {section}.{key}={state['config'].get(section, {}).get(key)!r}, but {srcs[0]} has "
                         f"{value!r}: only checkpoints of one model and data average"
                     )
-    weights = [inference_weights(state) for state in states]
+    weights = [inference_weights(state, src) for src, state in zip(srcs, states)]
     mean = {}
     for name, tensor in weights[0].items():
         if tensor.is_floating_point():

@@ -37,7 +37,7 @@ def model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[CRNN, Config, d
     codec = Codec(cfg.data.charset)
     model = CRNN(cfg.data, cfg.model, codec.num_classes)
     try:
-        model.load_state_dict(inference_weights(state))
+        model.load_state_dict(inference_weights(state, path))
     except RuntimeError:
         raise CaptchaStreamError(f"{path}: model weights do not match the config stored with them") from None
     model.eval()

@@ -228,7 +228,7 @@ def load_initial_weights(model: CRNN, cfg: Config, log: Callable[[str], None]) -
     ckpt = load_checkpoint(path)
     check_compatible(ckpt, cfg, path)
     try:
-        model.load_state_dict(inference_weights(ckpt))
+        model.load_state_dict(inference_weights(ckpt, path))
     except RuntimeError:
         raise CaptchaStreamError(
             f"train.init_from: {path} holds a different model than the config describes "
@@ -515,7 +515,7 @@ def test_best(
     state = load_checkpoint(best_path)
     model, codec = build_model(cfg)
     model.to(device)
-    model.load_state_dict(inference_weights(state))
+    model.load_state_dict(inference_weights(state, best_path))
     test_dir = ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed, log=log)
     images, labels = load_all(FolderDataset(test_dir, cfg.data), cfg.eval.batch_size)
     summary = run_eval(model, images, labels, codec, device, **eval_args).summary()

@@ -57,6 +57,11 @@ def ws(tmp_path_factory):
     other = torch.load(w / "runs" / "smoke" / "last.pt", weights_only=True)
     other["config"]["model"]["rnn_hidden"] += 1
     torch.save(other, w / "other_model.pt")
+    # A hand-edited checkpoint that names weights it does not hold.
+    lost = torch.load(w / "runs" / "smoke" / "last.pt", weights_only=True)
+    lost["read_with"] = "ema"
+    lost.pop("ema", None)
+    torch.save(lost, w / "lost_weights.pt")
     (w / "yaml_syntax.yaml").write_text("train:\n  steps: [1, 2\n")
     (w / "top_list.yaml").write_text("- data\n- model\n")
     (w / "not_utf8.csv").write_bytes(b"a.png,\xff\xfe\n")
@@ -270,6 +275,12 @@ CASES = [
         "train",
         ["--config", SMOKE, "--set", "train.focus_symbols='0'", "--set", "train.focus_weight=3", "--train-dir", "set"],
         "train.focus_symbols: shapes the rendered stream's labels",
+    ),
+    (
+        "read-with-missing",
+        "evaluate",
+        ["--checkpoint", "lost_weights.pt", "--data", "set", "--no-progress"],
+        "lost_weights.pt: says read_with='ema' but holds no such weights",
     ),
     ("average-one", "average", [CKPT, "--out", "avg.pt"], "average: name at least two checkpoints"),
     ("average-missing", "average", [CKPT, "gone.pt", "--out", "avg.pt"], "gone.pt: checkpoint not found"),
