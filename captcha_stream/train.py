@@ -223,7 +223,7 @@ def check_compatible(ckpt: dict[str, Any], cfg: Config, path: Path) -> None:
 
 
 def load_initial_weights(model: CRNN, cfg: Config, log: Callable[[str], None]) -> None:
-    """train.init_from: start from a finished run's weights (its average when it kept one)."""
+    """train.init_from: start from a finished run's weights, read as evaluate.py reads them."""
     path = Path(cfg.train.init_from)
     ckpt = load_checkpoint(path)
     check_compatible(ckpt, cfg, path)
