@@ -168,6 +168,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     import json
 
     from .codec import Codec
+    from .config import check_tta
     from .evaluation import format_report, load_all, run_eval
     from .export import ensure_set
     from .folder import FolderDataset
@@ -188,6 +189,12 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         "--no-length-prior",
         action="store_true",
         help="let beam search answer with any length, not only data.min_length..max_length",
+    )
+    parser.add_argument(
+        "--tta",
+        type=int,
+        metavar="PIXELS",
+        help="also read each image moved PIXELS left and right, keep the best-agreed reading (default eval.tta)",
     )
     parser.add_argument("--json", help="write the headline numbers to this JSON file")
     parser.add_argument("--samples", type=int, default=None, help="sample predictions to print")
@@ -210,6 +217,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         raise CaptchaStreamError(f"--beam: must be >= 0, got {beam}")
     if args.no_length_prior:
         cfg.eval.length_prior = False
+    tta = cfg.eval.tta if args.tta is None else args.tta
+    check_tta(tta, cfg.data, "--tta")
     data_dir = (
         Path(args.data)
         if args.data
@@ -222,10 +231,11 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     batch = args.batch_size or cfg.eval.batch_size
     images, labels = load_all(dataset, batch, progress=progress)
     lengths = cfg.beam_lengths()
-    results = run_eval(model, images, labels, Codec(cfg.data.charset), device, batch, beam, progress, lengths)
+    codec = Codec(cfg.data.charset)
+    results = run_eval(model, images, labels, codec, device, batch, beam, progress, lengths, tta)
     print(
         f"checkpoint {ckpt} (step {state.get('step', '?')}), data {data_dir}, "
-        f"{describe_decoding(beam, lengths)} decoding"
+        f"{describe_decoding(beam, lengths)} decoding{f', shifts of {tta} px' if tta else ''}"
     )
     samples = cfg.eval.samples if args.samples is None else args.samples
     print(format_report(results, samples, args.confusions))
@@ -245,6 +255,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
 
 def predict_main(argv: Sequence[str] | None = None) -> int:
+    from .config import check_tta
     from .predict import Recognizer
 
     parser = argparse.ArgumentParser(
@@ -256,6 +267,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         help="checkpoint or exported .onnx model (default: newest runs/*/best.pt, then models/captcha62.pt)",
     )
     parser.add_argument("--beam", type=int, default=0, help="beam width (0 = greedy)")
+    parser.add_argument(
+        "--tta", type=int, metavar="PIXELS", help="also read each image moved PIXELS left and right (default eval.tta)"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx for .onnx files, else torch")
@@ -265,9 +279,12 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     if args.beam < 0:
         raise CaptchaStreamError(f"--beam: must be >= 0, got {args.beam}")
     reader = Recognizer.from_checkpoint(find_checkpoint(args.checkpoint), device=args.device, backend=args.backend)
+    if args.tta is not None:
+        check_tta(args.tta, reader.cfg.data, "--tta")
     for start in range(0, len(args.images), args.batch_size):
         chunk = args.images[start : start + args.batch_size]
-        for path, pred in zip(chunk, reader.predict(chunk, beam=args.beam, batch_size=args.batch_size)):
+        preds = reader.predict(chunk, beam=args.beam, batch_size=args.batch_size, tta=args.tta)
+        for path, pred in zip(chunk, preds):
             print(f"{path}\t{pred.text}\t{pred.confidence:.4f}")
     return 0
 

@@ -219,6 +219,10 @@ class EvalConfig:
     beam: int = 0
     # Beam search answers only with data.min_length..max_length symbols (greedy ignores it).
     length_prior: bool = True
+    # Test-time shifts: N > 0 also reads each image moved N pixels left and right and answers
+    # with the reading the three views agree on best (captcha_stream/tta.py); 3x the inference.
+    # Not used by the validation runs during training. 0 = off.
+    tta: int = 0
     samples: int = 10
 
     def validate(self, where: str = "eval") -> None:
@@ -252,6 +256,14 @@ class EvalConfig:
             )
 
 
+def check_tta(pixels: int, data: DataConfig, where: str = "eval.tta") -> None:
+    """Refuse test-time shifts that would move the text out of the picture."""
+    if pixels < 0:
+        raise CaptchaStreamError(f"{where}: must be >= 0 pixels, got {pixels}")
+    if pixels * 8 > data.width:
+        raise CaptchaStreamError(f"{where}: {pixels} pixels is more than 1/8 of data.width ({data.width})")
+
+
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
@@ -269,6 +281,7 @@ class Config:
         self.optim.validate("optim")
         self.train.validate("train")
         self.eval.validate("eval")
+        check_tta(self.eval.tta, self.data, "eval.tta")
         for ch in self.train.focus_symbols:
             if ch not in self.data.charset:
                 raise CaptchaStreamError(f"train.focus_symbols: symbol {ch!r} is not in data.charset")

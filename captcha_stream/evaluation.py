@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from . import metrics
 from .codec import Codec
+from .tta import agree, shift_images, shifts_for
 
 
 @dataclass
@@ -53,8 +54,10 @@ def decode_images(
     beam: int = 0,
     progress: bool = False,
     lengths: tuple[int, int] | None = None,
+    tta: int = 0,
 ) -> list[tuple[str, float]]:
-    """(text, confidence) for each uint8 image, greedy (beam=0) or beam search."""
+    """(text, confidence) for each uint8 image, greedy (beam=0) or beam search; `tta` > 0 also
+    reads each image moved that many pixels left and right (`captcha_stream.tta`)."""
     was_training = model.training
     model.eval()
     out: list[tuple[str, float]] = []
@@ -62,8 +65,9 @@ def decode_images(
         for start in tqdm(
             range(0, len(images), batch_size), desc="decoding", unit="batch", disable=not progress, leave=False
         ):
-            log_probs = model(images[start : start + batch_size].to(device, non_blocking=True)).cpu()
-            out.extend(codec.decode(log_probs, beam, lengths))
+            batch = images[start : start + batch_size].to(device, non_blocking=True)
+            views = [model(shift_images(batch, dx)).cpu() for dx in shifts_for(tta)]
+            out.extend(agree(views, [codec.decode(v, beam, lengths) for v in views], codec, lengths))
     finally:
         model.train(was_training)
     return out
@@ -79,8 +83,9 @@ def run_eval(
     beam: int = 0,
     progress: bool = False,
     lengths: tuple[int, int] | None = None,
+    tta: int = 0,
 ) -> Results:
-    decoded = decode_images(model, images, codec, device, batch_size, beam, progress, lengths)
+    decoded = decode_images(model, images, codec, device, batch_size, beam, progress, lengths, tta)
     return Results(labels=list(labels), preds=[t for t, _ in decoded], confidences=[c for _, c in decoded])
 
 

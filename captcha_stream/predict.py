@@ -13,11 +13,12 @@ from PIL import Image
 
 from .checkpoint import inference_weights, load_checkpoint
 from .codec import Codec
-from .config import Config, config_from_dict
+from .config import Config, check_tta, config_from_dict
 from .errors import CaptchaStreamError
 from .folder import load_image
 from .model import CRNN
 from .preprocess import preprocess_array
+from .tta import agree, shift_images, shifts_for
 
 ImageLike = Union[Image.Image, str, os.PathLike, np.ndarray]
 
@@ -99,16 +100,26 @@ class Recognizer:
         with torch.no_grad():
             return self.model(torch.as_tensor(images).to(self.device)).cpu()
 
-    def predict(self, images: Iterable[ImageLike], beam: int = 0, batch_size: int = 64) -> list[Prediction]:
-        """Text and confidence for each image (PIL image, path or array; any mode or size)."""
+    def predict(
+        self, images: Iterable[ImageLike], beam: int = 0, batch_size: int = 64, tta: int | None = None
+    ) -> list[Prediction]:
+        """Text and confidence for each image (PIL image, path or array; any mode or size).
+
+        `tta` > 0 also reads each image moved that many pixels left and right
+        (`captcha_stream.tta`); None takes the checkpoint config's `eval.tta`.
+        """
+        tta = self.cfg.eval.tta if tta is None else tta
+        check_tta(tta, self.cfg.data, "tta")
+        lengths = self.cfg.beam_lengths()
         items: Sequence[ImageLike] = (
             list(images) if not isinstance(images, (Image.Image, np.ndarray, str)) else [images]
         )
         out: list[Prediction] = []
         for start in range(0, len(items), batch_size):
             batch = np.stack([preprocess_array(to_image(x), self.cfg.data) for x in items[start : start + batch_size]])
-            lp = self.log_probs(batch)
-            out.extend(Prediction(t, c) for t, c in self.codec.decode(lp, beam, self.cfg.beam_lengths()))
+            views = [self.log_probs(shift_images(torch.from_numpy(batch), dx).numpy()) for dx in shifts_for(tta)]
+            readings = [self.codec.decode(v, beam, lengths) for v in views]
+            out.extend(Prediction(t, c) for t, c in agree(views, readings, self.codec, lengths))
         return out
 
     def predict_one(self, image: ImageLike, beam: int = 0) -> Prediction:
