@@ -168,7 +168,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     import json
 
     from .codec import Codec
-    from .config import check_tta
+    from .config import check_tta, parse_tta
     from .evaluation import format_report, load_all, run_eval
     from .export import ensure_set
     from .folder import FolderDataset
@@ -192,9 +192,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--tta",
-        type=int,
         metavar="PIXELS",
-        help="also read each image moved PIXELS left and right, keep the best-agreed reading (default eval.tta)",
+        help="also read each image moved PIXELS (e.g. 2 or 2,4) left and right, keep the best-agreed reading "
+        "(default eval.tta; 0 = off)",
     )
     parser.add_argument("--json", help="write the headline numbers to this JSON file")
     parser.add_argument("--samples", type=int, default=None, help="sample predictions to print")
@@ -217,7 +217,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         raise CaptchaStreamError(f"--beam: must be >= 0, got {beam}")
     if args.no_length_prior:
         cfg.eval.length_prior = False
-    tta = cfg.eval.tta if args.tta is None else args.tta
+    tta = cfg.eval.tta if args.tta is None else parse_tta(args.tta)
     check_tta(tta, cfg.data, "--tta")
     data_dir = (
         Path(args.data)
@@ -233,9 +233,10 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     lengths = cfg.beam_lengths()
     codec = Codec(cfg.data.charset)
     results = run_eval(model, images, labels, codec, device, batch, beam, progress, lengths, tta)
+    shifts = f", shifts of {'/'.join(map(str, tta))} px" if tta else ""
     print(
         f"checkpoint {ckpt} (step {state.get('step', '?')}), data {data_dir}, "
-        f"{describe_decoding(beam, lengths)} decoding{f', shifts of {tta} px' if tta else ''}"
+        f"{describe_decoding(beam, lengths)} decoding{shifts}"
     )
     samples = cfg.eval.samples if args.samples is None else args.samples
     print(format_report(results, samples, args.confusions))
@@ -255,7 +256,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
 
 def predict_main(argv: Sequence[str] | None = None) -> int:
-    from .config import check_tta
+    from .config import check_tta, parse_tta
     from .predict import Recognizer
 
     parser = argparse.ArgumentParser(
@@ -268,7 +269,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--beam", type=int, default=0, help="beam width (0 = greedy)")
     parser.add_argument(
-        "--tta", type=int, metavar="PIXELS", help="also read each image moved PIXELS left and right (default eval.tta)"
+        "--tta", metavar="PIXELS", help="also read each image moved PIXELS (2 or 2,4) left and right (default eval.tta)"
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
@@ -279,11 +280,12 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     if args.beam < 0:
         raise CaptchaStreamError(f"--beam: must be >= 0, got {args.beam}")
     reader = Recognizer.from_checkpoint(find_checkpoint(args.checkpoint), device=args.device, backend=args.backend)
-    if args.tta is not None:
-        check_tta(args.tta, reader.cfg.data, "--tta")
+    tta = None if args.tta is None else parse_tta(args.tta)
+    if tta is not None:
+        check_tta(tta, reader.cfg.data, "--tta")
     for start in range(0, len(args.images), args.batch_size):
         chunk = args.images[start : start + args.batch_size]
-        preds = reader.predict(chunk, beam=args.beam, batch_size=args.batch_size, tta=args.tta)
+        preds = reader.predict(chunk, beam=args.beam, batch_size=args.batch_size, tta=tta)
         for path, pred in zip(chunk, preds):
             print(f"{path}\t{pred.text}\t{pred.confidence:.4f}")
     return 0

@@ -12,6 +12,7 @@ import json
 import os
 import string
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,10 +220,10 @@ class EvalConfig:
     beam: int = 0
     # Beam search answers only with data.min_length..max_length symbols (greedy ignores it).
     length_prior: bool = True
-    # Test-time shifts: N > 0 also reads each image moved N pixels left and right and answers
-    # with the reading the three views agree on best (captcha_stream/tta.py); 3x the inference.
-    # Not used by the validation runs during training. 0 = off.
-    tta: int = 0
+    # Test-time shifts: [2, 4] also reads each image moved 2 and 4 pixels left and right and
+    # answers with the reading the views agree on best (captcha_stream/tta.py); 1 + 2 x len
+    # forward passes. Not used by the validation runs during training. [] = off.
+    tta: list[int] = field(default_factory=list)
     samples: int = 10
 
     def validate(self, where: str = "eval") -> None:
@@ -256,12 +257,24 @@ class EvalConfig:
             )
 
 
-def check_tta(pixels: int, data: DataConfig, where: str = "eval.tta") -> None:
-    """Refuse test-time shifts that would move the text out of the picture."""
-    if pixels < 0:
-        raise CaptchaStreamError(f"{where}: must be >= 0 pixels, got {pixels}")
-    if pixels * 8 > data.width:
-        raise CaptchaStreamError(f"{where}: {pixels} pixels is more than 1/8 of data.width ({data.width})")
+def check_tta(offsets: Sequence[int], data: DataConfig, where: str = "eval.tta") -> None:
+    """Refuse test-time shifts that are not distinct positive offsets small enough to keep the text in."""
+    for pixels in offsets:
+        if pixels < 1:
+            raise CaptchaStreamError(f"{where}: offsets must be >= 1 pixel, got {pixels}")
+        if pixels * 8 > data.width:
+            raise CaptchaStreamError(f"{where}: {pixels} pixels is more than 1/8 of data.width ({data.width})")
+    if len(set(offsets)) != len(offsets):
+        raise CaptchaStreamError(f"{where}: an offset is repeated in {list(offsets)}")
+
+
+def parse_tta(text: str, where: str = "--tta") -> list[int]:
+    """'2,4' -> [2, 4]; '0' or '' -> [] (off)."""
+    try:
+        offsets = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise CaptchaStreamError(f"{where}: expected pixel offsets like 2 or 2,4, got {text!r}") from None
+    return [] if offsets == [0] else offsets
 
 
 @dataclass

@@ -54,10 +54,10 @@ def decode_images(
     beam: int = 0,
     progress: bool = False,
     lengths: tuple[int, int] | None = None,
-    tta: int = 0,
+    tta: Sequence[int] = (),
 ) -> list[tuple[str, float]]:
-    """(text, confidence) for each uint8 image, greedy (beam=0) or beam search; `tta` > 0 also
-    reads each image moved that many pixels left and right (`captcha_stream.tta`)."""
+    """(text, confidence) for each uint8 image, greedy (beam=0) or beam search; `tta` offsets
+    (pixels) also read each image moved that far left and right (`captcha_stream.tta`)."""
     was_training = model.training
     model.eval()
     out: list[tuple[str, float]] = []
@@ -83,7 +83,7 @@ def run_eval(
     beam: int = 0,
     progress: bool = False,
     lengths: tuple[int, int] | None = None,
-    tta: int = 0,
+    tta: Sequence[int] = (),
 ) -> Results:
     decoded = decode_images(model, images, codec, device, batch_size, beam, progress, lengths, tta)
     return Results(labels=list(labels), preds=[t for t, _ in decoded], confidences=[c for _, c in decoded])

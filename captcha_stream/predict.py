@@ -101,11 +101,15 @@ class Recognizer:
             return self.model(torch.as_tensor(images).to(self.device)).cpu()
 
     def predict(
-        self, images: Iterable[ImageLike], beam: int = 0, batch_size: int = 64, tta: int | None = None
+        self,
+        images: Iterable[ImageLike],
+        beam: int = 0,
+        batch_size: int = 64,
+        tta: Sequence[int] | None = None,
     ) -> list[Prediction]:
         """Text and confidence for each image (PIL image, path or array; any mode or size).
 
-        `tta` > 0 also reads each image moved that many pixels left and right
+        `tta` offsets (pixels, e.g. [2, 4]) also read each image moved that far left and right
         (`captcha_stream.tta`); None takes the checkpoint config's `eval.tta`.
         """
         tta = self.cfg.eval.tta if tta is None else tta

@@ -1,5 +1,5 @@
-"""Test-time shifts: read each captcha as it is and moved a few pixels left and right, and answer
-with the reading the views agree on best.
+"""Test-time shifts: read each captcha as it is and moved a few pixels left and right (`eval.tta`),
+and answer with the reading the views agree on best.
 
 Views can align their frames differently, so their outputs are not mixed frame by frame (that
 lost accuracy in docs/ablations.md). Instead every view's answer is a candidate, and each
@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from .codec import Codec
 
 
-def shifts_for(pixels: int) -> list[int]:
-    """The horizontal offsets read for `eval.tta`: 0 alone when off, else -pixels, 0, +pixels."""
-    return [0, -pixels, pixels] if pixels else [0]
+def shifts_for(offsets: Sequence[int]) -> list[int]:
+    """The horizontal moves read for `eval.tta` offsets: [2, 4] -> [0, -2, 2, -4, 4]; [] -> [0]."""
+    return [0] + [d for pixels in offsets for d in (-pixels, pixels)]
 
 
 def shift_images(images: torch.Tensor, dx: int) -> torch.Tensor:

@@ -1,20 +1,20 @@
 """Does reading each captcha several ways help? Test-time shifts and checkpoint ensembles, measured.
 
 Each "view" is one checkpoint reading the set shifted by (dx, dy) pixels (edges repeated, so no
-border the model never saw): the image as it is, +-2 px horizontally and vertically, +-4 px
-horizontally. Sets of views ("3 horizontal": 0, +-2; "5 horizontal": 0, +-2, +-4; "cross": 0,
-+-2 both ways; "all 7") are combined two ways:
+border the model never saw; `captcha_stream.tta.shift_images`): the image as it is, +-2 px
+horizontally and vertically, +-4 px horizontally. Sets of views ("3 horizontal": 0, +-2;
+"5 horizontal": 0, +-2, +-4; "cross": 0, +-2 both ways; "all 7") are combined two ways:
 
 - rescore: every view's greedy answer is a candidate; the answer is the candidate with the highest
-  CTC log-likelihood summed over all views (views may align frames differently, so this is safer
-  than mixing frames);
+  CTC log-likelihood summed over all views (`captcha_stream.tta.agree`, what `evaluate.py --tta`
+  does; views may align frames differently, so this is safer than mixing frames);
 - mean: the frame-wise mean of the views' probabilities, decoded greedily.
 
     python docs/tta_check.py --checkpoint models/classic36.pt [--checkpoint B.pt ...] \
         --data data/val-classic36 [--json out.json]
 
-Written for issue 8's accuracy work; the result is a row of docs/ablations.md (it did not help, so
-evaluate.py has no test-time augmentation).
+Written for issue 8's accuracy work: its numbers on the validation sets chose which offsets
+`evaluate.py --tta` reads for each shipped model (docs/ablations.md).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,9 +32,9 @@ from captcha_stream.codec import Codec  # noqa: E402
 from captcha_stream.evaluation import load_all  # noqa: E402
 from captcha_stream.folder import FolderDataset  # noqa: E402
 from captcha_stream.predict import model_from_checkpoint  # noqa: E402
+from captcha_stream.tta import agree, shift_images  # noqa: E402
 
 SHIFTS = [(0, 0), (-2, 0), (2, 0), (0, -2), (0, 2), (-4, 0), (4, 0)]
-PAD = 4
 VIEW_SETS = {
     "3 horizontal": SHIFTS[:3],
     "5 horizontal": SHIFTS[:3] + SHIFTS[5:],
@@ -45,12 +44,9 @@ VIEW_SETS = {
 
 
 def shifted(images: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
-    """uint8 (N, C, H, W) moved by dx, dy pixels, edges repeated."""
-    if dx == dy == 0:
-        return images
-    height, width = images.shape[-2:]
-    padded = F.pad(images.float(), (PAD, PAD, PAD, PAD), mode="replicate")
-    return padded[..., PAD + dy : PAD + dy + height, PAD + dx : PAD + dx + width].round().to(torch.uint8)
+    """uint8 (N, C, H, W) moved by dx, dy pixels, edges repeated (vertical: the same on the transpose)."""
+    moved = shift_images(images, dx)
+    return shift_images(moved.transpose(-1, -2), dy).transpose(-1, -2) if dy else moved
 
 
 @torch.no_grad()
@@ -59,26 +55,8 @@ def log_probs(model: torch.nn.Module, images: torch.Tensor, batch: int = 250) ->
 
 
 def rescore(views: list[torch.Tensor], codec: Codec) -> list[str]:
-    n = views[0].shape[1]
-    candidates = sorted({(i, t) for v in views for i, (t, _) in enumerate(codec.greedy_decode(v)) if t})
-    index = torch.tensor([i for i, _ in candidates])
-    targets = [torch.tensor(codec.encode(t)) for _, t in candidates]
-    score = torch.zeros(len(candidates))
-    for v in views:
-        frames = v[:, index].float()
-        score -= F.ctc_loss(
-            frames,
-            torch.cat(targets),
-            torch.full((len(candidates),), frames.shape[0]),
-            torch.tensor([len(t) for t in targets]),
-            reduction="none",
-            zero_infinity=True,
-        )
-    best: dict[int, tuple[float, str]] = {}
-    for (i, text), s in zip(candidates, score.tolist()):
-        if i not in best or s > best[i][0]:
-            best[i] = (s, text)
-    return [best.get(i, (0.0, ""))[1] for i in range(n)]
+    """What `evaluate.py --tta` does: candidates from every view, CTC likelihood summed over views."""
+    return [text for text, _ in agree(views, [codec.greedy_decode(v) for v in views], codec)]
 
 
 def mean_probs(views: list[torch.Tensor], codec: Codec) -> list[str]:

@@ -110,7 +110,12 @@ CASES = [
     ("negative-steps", "train", ["--config", SMOKE, "--steps", "-5"], "train.steps: must be at least 1, got -5"),
     ("zero-batch", "train", ["--config", SMOKE, "--batch-size", "0"], "train.batch_size: must be at least 1, got 0"),
     ("lr-zero", "train", ["--config", SMOKE, "--set", "optim.lr=0"], "optim.lr: must be > 0"),
-    ("tta-negative", "train", ["--config", SMOKE, "--set", "eval.tta=-3"], "eval.tta: must be >= 0 pixels, got -3"),
+    (
+        "tta-negative",
+        "train",
+        ["--config", SMOKE, "--set", "eval.tta=[2,-3]"],
+        "eval.tta: offsets must be >= 1 pixel, got -3",
+    ),
     ("lr-negative", "train", ["--config", SMOKE, "--set", "optim.lr=-1e-3"], "optim.lr: must be > 0"),
     ("min-gt-max", "train", ["--config", SMOKE, "--set", "data.min_length=4"], "data.min_length: 4 is greater than"),
     (
@@ -235,7 +240,8 @@ CASES = [
     ("predict-zero-byte", "predict", ["--checkpoint", CKPT, "empty.png"], "empty.png: empty file"),
     ("predict-missing", "predict", ["--checkpoint", CKPT, "nothere.png"], "nothere.png: image file not found"),
     ("predict-dir", "predict", ["--checkpoint", CKPT, "adir"], "adir: is a directory"),
-    ("predict-tta-negative", "predict", ["--checkpoint", CKPT, "text.png", "--tta", "-1"], "--tta: must be >= 0"),
+    ("predict-tta-negative", "predict", ["--checkpoint", CKPT, "text.png", "--tta=-1"], "--tta: offsets must be >= 1"),
+    ("predict-tta-word", "predict", ["--checkpoint", CKPT, "text.png", "--tta", "two"], "--tta: expected pixel"),
     ("predict-bomb", "predict", ["--checkpoint", CKPT, "huge.png"], "huge.png: image too large"),
     ("export-n-zero", "export", ["--n", "0"], "--n: must be at least 1, got 0"),
     ("export-extend-none", "export", ["--n", "2", "--extend", "--out", "fresh"], "fresh: no set to extend"),

@@ -63,7 +63,7 @@ def test_onnx_matches_pytorch(trained):
     assert np.allclose([p.confidence for p in pt], [p.confidence for p in ox], atol=1e-4)
     assert [p.text for p in onnx_reader.predict(paths, beam=4)] == [p.text for p in torch_reader.predict(paths, beam=4)]
     # Test-time shifts feed the ONNX model shifted numpy batches: the same readings as torch.
-    pt, ox = torch_reader.predict(paths, tta=2), onnx_reader.predict(paths, tta=2)
+    pt, ox = torch_reader.predict(paths, tta=[2]), onnx_reader.predict(paths, tta=[2])
     assert [p.text for p in pt] == [p.text for p in ox]
     assert np.allclose([p.confidence for p in pt], [p.confidence for p in ox], atol=1e-4)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from captcha_stream.codec import Codec
-from captcha_stream.config import EvalConfig
+from captcha_stream.config import EvalConfig, parse_tta
 from captcha_stream.errors import CaptchaStreamError
 from captcha_stream.metrics import summary
 from captcha_stream.predict import Recognizer
@@ -30,7 +30,7 @@ def test_shift_moves_the_picture_and_repeats_the_edge():
     assert torch.equal(left[..., :8], images[..., 2:])
     assert torch.equal(left[..., 8:], images[..., 9:].expand(2, 3, 4, 2))
     assert shift_images(images, 0) is images
-    assert shifts_for(0) == [0] and shifts_for(2) == [0, -2, 2]
+    assert shifts_for([]) == [0] and shifts_for([2, 4]) == [0, -2, 2, -4, 4]
 
 
 def _frames(rows: list[dict[int, float]], classes: int) -> torch.Tensor:
@@ -109,10 +109,20 @@ def test_length_prior_prefers_an_answer_of_an_allowed_length():
 
 def test_too_large_a_shift_is_refused_with_the_setting_named():
     reader = Recognizer.from_checkpoint(ROOT / "models" / "classic36.pt")
+    blank = [torch.zeros(80, 170, 3, dtype=torch.uint8).numpy()]
     with pytest.raises(CaptchaStreamError, match=r"^tta: 30 pixels is more than 1/8 of data.width \(170\)"):
-        reader.predict([torch.zeros(80, 170, 3, dtype=torch.uint8).numpy()], tta=30)
-    with pytest.raises(CaptchaStreamError, match=r"^tta: must be >= 0 pixels, got -1"):
-        reader.predict([torch.zeros(80, 170, 3, dtype=torch.uint8).numpy()], tta=-1)
+        reader.predict(blank, tta=[2, 30])
+    with pytest.raises(CaptchaStreamError, match=r"^tta: offsets must be >= 1 pixel, got -1"):
+        reader.predict(blank, tta=[-1])
+    with pytest.raises(CaptchaStreamError, match=r"^tta: an offset is repeated in \[2, 2\]"):
+        reader.predict(blank, tta=[2, 2])
+
+
+def test_offsets_from_the_command_line():
+    assert parse_tta("2") == [2] and parse_tta("2,4") == [2, 4] and parse_tta(" 2, 4 ") == [2, 4]
+    assert parse_tta("0") == [] and parse_tta("") == []
+    with pytest.raises(CaptchaStreamError, match=r"^--tta: expected pixel offsets like 2 or 2,4, got 'two'"):
+        parse_tta("two")
 
 
 def test_shipped_model_reads_with_shifts():
@@ -122,8 +132,8 @@ def test_shipped_model_reads_with_shifts():
     renderer = Renderer(reader.cfg.data, seed=0)
     images, labels = zip(*(renderer.sample_at(EvalConfig().test_seed, i) for i in range(100)))
     plain = reader.predict(list(images), batch_size=32)
-    shifted = reader.predict(list(images), batch_size=32, tta=2)
+    shifted = reader.predict(list(images), batch_size=32, tta=[2])
     assert summary([p.text for p in shifted], list(labels))["full_string_accuracy"] >= 0.95
     # Where every view reads the same, the answer is that reading.
     assert sum(a.text == b.text for a, b in zip(plain, shifted)) >= 95
-    assert reader.predict(list(images[:4]), tta=0) == reader.predict(list(images[:4]))
+    assert reader.predict(list(images[:4]), tta=[]) == reader.predict(list(images[:4]))
