@@ -102,10 +102,6 @@ class ModelConfig:
     rnn_layers: int = 2
     bidirectional: bool = True
     dropout: float = 0.1
-    # A second convolutional branch (the same stages as the main one) that re-splits, frame by
-    # frame, the probability the main model gives these symbols between them; the pair it
-    # confuses most, e.g. "0O". Its head starts at zero, so the branch first changes nothing.
-    specialist_symbols: str = ""
 
     def validate(self, where: str = "model") -> None:
         if not self.cnn_channels or any(c < 1 for c in self.cnn_channels):
@@ -123,10 +119,6 @@ class ModelConfig:
             raise CaptchaStreamError(f"{where}.rnn_layers: must be at least 1, got {self.rnn_layers}")
         if not 0.0 <= self.dropout < 1.0:
             raise CaptchaStreamError(f"{where}.dropout: must be in [0, 1), got {self.dropout}")
-        if len(self.specialist_symbols) == 1 or len(set(self.specialist_symbols)) != len(self.specialist_symbols):
-            raise CaptchaStreamError(
-                f"{where}.specialist_symbols: needs two or more distinct symbols, got {self.specialist_symbols!r}"
-            )
 
 
 @dataclass
@@ -188,9 +180,6 @@ class TrainConfig:
     # examples of those pairs per minute of training, without tilting either pair.
     focus_symbols: str = ""
     focus_weight: float = 1.0
-    # Train only model.specialist_symbols' branch: the main model's weights and BatchNorm
-    # statistics stay as train.init_from left them, so everything else reads exactly as before.
-    freeze_base: bool = False
 
     def validate(self, where: str = "train") -> None:
         if self.steps < 1:
@@ -306,17 +295,9 @@ class Config:
         self.train.validate("train")
         self.eval.validate("eval")
         check_tta(self.eval.tta, self.data, "eval.tta")
-        for key, symbols in (
-            ("train.focus_symbols", self.train.focus_symbols),
-            ("model.specialist_symbols", self.model.specialist_symbols),
-        ):
-            for ch in symbols:
-                if ch not in self.data.charset:
-                    raise CaptchaStreamError(f"{key}: symbol {ch!r} is not in data.charset")
-        if self.train.freeze_base and not self.model.specialist_symbols:
-            raise CaptchaStreamError(
-                "train.freeze_base: there is nothing left to train without model.specialist_symbols"
-            )
+        for ch in self.train.focus_symbols:
+            if ch not in self.data.charset:
+                raise CaptchaStreamError(f"train.focus_symbols: symbol {ch!r} is not in data.charset")
         if self.train.train_dir and self.symbol_weights() is not None:
             raise CaptchaStreamError(
                 "train.focus_symbols: shapes the rendered stream's labels; a train_dir run reads its labels from disk"

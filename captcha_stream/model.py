@@ -24,20 +24,6 @@ def _stage(c_in: int, c_out: int, convs: int, pool: tuple[int, int]) -> nn.Seque
     return nn.Sequential(*layers)
 
 
-def _cnn(data: DataConfig, model: ModelConfig) -> tuple[nn.Sequential, int]:
-    """The convolution stages and the feature height they leave."""
-    stages = []
-    c_in = data.channels
-    height = data.height
-    for i, c_out in enumerate(model.cnn_channels):
-        # Early stages pool both axes; later ones keep the width, which becomes time.
-        pool = (2, 2) if i < model.width_pools else (2, 1)
-        stages.append(_stage(c_in, c_out, 1 if i < 2 else 2, pool))
-        c_in = c_out
-        height = -(-height // 2)
-    return nn.Sequential(*stages), height
-
-
 def output_steps(data: DataConfig, model: ModelConfig) -> int:
     """CTC time steps the model emits for an image of the config's width."""
     steps = data.width
@@ -63,9 +49,17 @@ class CRNN(nn.Module):
     def __init__(self, data: DataConfig, model: ModelConfig, num_classes: int) -> None:
         super().__init__()
         check_fits(data, model)
-        self.features, height = _cnn(data, model)
+        stages = []
+        c_in = data.channels
+        height = data.height
+        for i, c_out in enumerate(model.cnn_channels):
+            # Early stages pool both axes; later ones keep the width, which becomes time.
+            pool = (2, 2) if i < model.width_pools else (2, 1)
+            stages.append(_stage(c_in, c_out, 1 if i < 2 else 2, pool))
+            c_in = c_out
+            height = -(-height // 2)
+        self.features = nn.Sequential(*stages)
         self.feature_height = height
-        c_in = model.cnn_channels[-1]
         rnn_cls = nn.LSTM if model.rnn == "lstm" else nn.GRU
         # Height is folded into the features rather than averaged away: where a stroke sits
         # vertically helps tell case apart (o/O, x/X), which is this task's main confusion.
@@ -79,19 +73,6 @@ class CRNN(nn.Module):
         )
         self.dropout = nn.Dropout(model.dropout)
         self.head = nn.Linear(model.rnn_hidden * (2 if model.bidirectional else 1), num_classes)
-        self.specialist: Specialist | None = None
-        if model.specialist_symbols:
-            ids = [data.charset.index(ch) + 1 for ch in model.specialist_symbols]
-            self.specialist = Specialist(data, model, ids, num_classes)
-        # Modules that stay in eval mode when the model trains (train.freeze_base).
-        self.frozen: list[str] = []
-
-    def train(self, mode: bool = True) -> CRNN:
-        super().train(mode)
-        for name, module in self.named_children():
-            if name in self.frozen:
-                module.eval()
-        return self
 
     @staticmethod
     def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -106,36 +87,4 @@ class CRNN(nn.Module):
         x, _ = self.rnn(x)
         logits = self.head(self.dropout(x))
         # CTC wants float32 log-probabilities even under autocast.
-        log_probs = logits.float().log_softmax(dim=2)
-        return log_probs if self.specialist is None else self.specialist(images, log_probs)
-
-
-class Specialist(nn.Module):
-    """Re-splits, at each frame, the main model's probability of a few confusable symbols.
-
-    The mass the main model gives the group (say 0 and O) is kept; how it divides between
-    them becomes softmax(main's log-probabilities within the group + this branch's logits).
-    A CNN of the main model's shape (so its frames line up) and a linear head that starts at
-    zero: a fresh branch leaves the output unchanged, and train.init_from copies the main
-    model's convolutions into it as a starting point. Trained by the same CTC loss.
-    """
-
-    def __init__(self, data: DataConfig, model: ModelConfig, ids: list[int], num_classes: int) -> None:
-        super().__init__()
-        self.features, height = _cnn(data, model)
-        self.head = nn.Linear(model.cnn_channels[-1] * height, len(ids))
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-        # Gather and scatter as a matrix product: plain ops that export to ONNX unchanged.
-        self.register_buffer("ids", torch.tensor(ids), persistent=False)
-        self.register_buffer("place", nn.functional.one_hot(torch.tensor(ids), num_classes).float(), persistent=False)
-
-    def forward(self, images: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
-        x = self.features(CRNN.normalize(images))
-        n, c, h, t = x.shape
-        extra = self.head(x.permute(3, 0, 1, 2).reshape(t, n, c * h)).float()  # (T, N, group)
-        group = log_probs.index_select(2, self.ids)
-        mass = group.logsumexp(dim=2, keepdim=True)
-        split = (group + extra).log_softmax(dim=2)
-        keep = 1.0 - self.place.sum(dim=0)
-        return log_probs * keep + (mass + split) @ self.place
+        return logits.float().log_softmax(dim=2)

@@ -73,9 +73,8 @@ def build_model(cfg: Config) -> tuple[CRNN, Codec]:
 
 def make_optimizer(model: torch.nn.Module, cfg: Config, lr_scale: float = 1.0) -> torch.optim.Optimizer:
     # No weight decay on norms and biases: decaying them only fights BatchNorm.
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.optim.lr * lr_scale)
 
@@ -228,33 +227,14 @@ def load_initial_weights(model: CRNN, cfg: Config, log: Callable[[str], None]) -
     path = Path(cfg.train.init_from)
     ckpt = load_checkpoint(path)
     check_compatible(ckpt, cfg, path)
-    weights = inference_weights(ckpt, path)
-    branch = model.specialist is not None and not any(k.startswith("specialist.") for k in weights)
     try:
-        outcome = model.load_state_dict(weights, strict=not branch)
-        if outcome.unexpected_keys or any(not k.startswith("specialist.") for k in outcome.missing_keys):
-            raise RuntimeError("keys differ")
-        if branch:
-            # A new specialist starts as a copy of the main model's convolutions, which
-            # already see the symbols it must tell apart; its zero head keeps the output as is.
-            assert model.specialist is not None
-            model.specialist.features.load_state_dict(model.features.state_dict())
+        model.load_state_dict(inference_weights(ckpt, path))
     except RuntimeError:
         raise CaptchaStreamError(
             f"train.init_from: {path} holds a different model than the config describes "
             "(model.* must match the run that made it)"
         ) from None
     log(f"starting from the weights of {path} (step {ckpt.get('step', '?')})")
-    if branch:
-        log(f"model.specialist_symbols={cfg.model.specialist_symbols!r}: a new branch, copied from its convolutions")
-
-
-def freeze_base(model: CRNN) -> None:
-    """train.freeze_base: only the specialist learns; the rest keeps its weights and BatchNorm statistics."""
-    model.frozen = [name for name, _ in model.named_children() if name != "specialist"]
-    for name, param in model.named_parameters():
-        param.requires_grad_(name.startswith("specialist."))
-    model.train(model.training)
 
 
 def train(
@@ -303,8 +283,6 @@ def _train(
 
     model, codec = build_model(cfg)
     model.to(device)
-    if cfg.train.freeze_base:
-        freeze_base(model)
     # The configured lr is for one process; more ranks make a larger global batch.
     lr_scale = (
         math.sqrt(dinfo.world_size)
@@ -537,8 +515,6 @@ def test_best(
     state = load_checkpoint(best_path)
     model, codec = build_model(cfg)
     model.to(device)
-    if cfg.train.freeze_base:
-        freeze_base(model)
     model.load_state_dict(inference_weights(state, best_path))
     test_dir = ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed, log=log)
     images, labels = load_all(FolderDataset(test_dir, cfg.data), cfg.eval.batch_size)

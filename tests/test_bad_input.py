@@ -286,24 +286,6 @@ CASES = [
         "train.focus_symbols: shapes the rendered stream's labels",
     ),
     (
-        "specialist-one-symbol",
-        "train",
-        ["--config", SMOKE, "--set", "model.specialist_symbols='0'", "--run-dir", "r9"],
-        "model.specialist_symbols: needs two or more distinct symbols, got '0'",
-    ),
-    (
-        "specialist-outside-charset",
-        "train",
-        ["--config", SMOKE, "--set", "model.specialist_symbols=0O", "--run-dir", "r10"],
-        "model.specialist_symbols: symbol 'O' is not in data.charset",
-    ),
-    (
-        "freeze-without-specialist",
-        "train",
-        ["--config", SMOKE, "--set", "train.freeze_base=true", "--run-dir", "r11"],
-        "train.freeze_base: there is nothing left to train without model.specialist_symbols",
-    ),
-    (
         "read-with-missing",
         "evaluate",
         ["--checkpoint", "lost_weights.pt", "--data", "set", "--no-progress"],
