@@ -167,6 +167,7 @@ def describe_decoding(beam: int, lengths: tuple[int, int] | None) -> str:
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     import json
 
+    from . import metrics
     from .codec import Codec
     from .config import check_tta, parse_tta
     from .evaluation import format_report, load_all, run_eval
@@ -241,7 +242,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     samples = cfg.eval.samples if args.samples is None else args.samples
     print(format_report(results, samples, args.confusions))
     if args.json:
-        Path(args.json).write_text(json.dumps(results.summary(), indent=2) + "\n")
+        low, high = metrics.full_string_interval(results.preds, results.labels)
+        report = {**results.summary(), "full_string_interval_95": [low, high]}
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
     paths = [dataset.path(i) for i in range(len(dataset))]
     if args.view:

@@ -92,9 +92,10 @@ def run_eval(
 def format_report(results: Results, samples: int = 10, confusions: int = 10) -> str:
     """The human-readable evaluation: headline numbers, per length, confusions, samples."""
     s = results.summary()
+    low, high = metrics.full_string_interval(results.preds, results.labels)
     lines = [
         f"images                     {s['n']}",
-        f"full-string accuracy       {s['full_string_accuracy']:.2%}",
+        f"full-string accuracy       {s['full_string_accuracy']:.2%}   (95% interval {low:.2%} to {high:.2%})",
         f"character accuracy         {s['char_accuracy']:.2%}   (position-wise; see README)",
         f"CER                        {s['cer']:.2%}",
         f"case-insensitive accuracy  {s['case_insensitive_accuracy']:.2%}",

@@ -13,6 +13,7 @@ characters; it can exceed 1 when predictions are much longer than labels.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 
@@ -97,6 +98,28 @@ def confusions(preds: Sequence[str], truths: Sequence[str], top: int = 10) -> li
         if p != t:
             counts.update(substitutions(p, t))
     return [(a, b, c) for (a, b), c in counts.most_common(top)]
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% (z=1.96) confidence interval of an accuracy of `hits` out of `n` images.
+
+    Wilson's score interval rather than p +- z*sqrt(p(1-p)/n): near 100%, where captcha readers
+    live, the plain formula gives a zero-width interval for a perfect score and can pass 1.
+    """
+    if not 0 <= hits <= n:
+        raise ValueError(f"{hits} hits out of {n}")
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def full_string_interval(preds: Sequence[str], truths: Sequence[str]) -> tuple[float, float]:
+    """The 95% interval of full-string accuracy: how far another set of this size could land."""
+    _check(preds, truths)
+    return wilson_interval(sum(p == t for p, t in zip(preds, truths)), len(truths))
 
 
 def summary(preds: Sequence[str], truths: Sequence[str]) -> dict[str, float]:

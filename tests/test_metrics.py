@@ -50,6 +50,23 @@ def test_length_mismatch_is_an_error():
         M.full_string_accuracy(["a"], [])
 
 
+def test_wilson_interval():
+    # Textbook values: 0 of 10 and 10 of 10 give (0, 0.2775) and (0.7225, 1), not a zero-width interval.
+    low, high = M.wilson_interval(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
+    low, high = M.wilson_interval(10, 10)
+    assert low == pytest.approx(0.7225, abs=1e-4) and high == pytest.approx(1.0)
+    # classic36 over six sets (models/README.md): 66 wrong of 12000.
+    low, high = M.wilson_interval(12000 - 66, 12000)
+    assert (round(low, 4), round(high, 4)) == (0.9930, 0.9957)
+    # Contains the estimate, narrows with more images.
+    a, b = M.wilson_interval(1986, 2000)
+    assert a < 0.993 < b and b - a > high - low
+    assert M.full_string_interval(["ab", "cd"], ["ab", "cx"]) == M.wilson_interval(1, 2)
+    with pytest.raises(ValueError):
+        M.wilson_interval(3, 2)
+
+
 def test_summary_keys():
     s = M.summary(["ab"], ["ab"])
     assert set(s) == {"n", "full_string_accuracy", "char_accuracy", "cer", "case_insensitive_accuracy"}

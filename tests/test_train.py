@@ -367,7 +367,9 @@ def test_documented_commands_and_checkpoint_alone(tmp_path):
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "m.json").read_text())
     assert summary["n"] == 6 and 0 <= summary["full_string_accuracy"] <= 1
-    assert "full-string accuracy" in r.stdout and "truth" in r.stdout
+    low, high = summary["full_string_interval_95"]
+    assert low <= summary["full_string_accuracy"] <= high and high - low > 0.1  # 6 images say little
+    assert "full-string accuracy" in r.stdout and "95% interval" in r.stdout and "truth" in r.stdout
     page = tmp_path / "view-train.html"
     assert page.is_file() and page.read_text().count("<img") == 6
     # Four of the smoke config's 64x32 captchas: one row of four cells, each 16 wider and 64 taller.
