@@ -1,4 +1,4 @@
-"""python -m captcha_stream {predict,train,evaluate,export} ..."""
+"""python -m captcha_stream {predict,train,evaluate,export,export-onnx,plot,slim,average,widen} ..."""
 
 import sys
 
@@ -12,6 +12,7 @@ from .cli import (
     run,
     slim_main,
     train_main,
+    widen_main,
 )
 
 COMMANDS = {
@@ -23,6 +24,7 @@ COMMANDS = {
     "plot": plot_main,
     "slim": slim_main,
     "average": average_main,
+    "widen": widen_main,
 }
 
 

@@ -389,3 +389,29 @@ def average_main(argv: Sequence[str] | None = None) -> int:
     out = average_checkpoints(args.src, args.out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), the mean of {len(args.src)} checkpoints")
     return 0
+
+
+def widen_main(argv: Sequence[str] | None = None) -> int:
+    from .config import parse_override
+    from .widen import widen_checkpoint
+
+    parser = argparse.ArgumentParser(
+        prog="python -m captcha_stream widen",
+        description="Write a wider copy of a trained model that reads exactly as it does; continue "
+        "training it with --set train.init_from=DST and the same --set model.* options.",
+    )
+    parser.add_argument("src")
+    parser.add_argument("dst")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="model.KEY=VALUE",
+        help="the new model.cnn_channels (a list, each stage at least as wide) and/or model.rnn_hidden",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the new units' random initial weights")
+    args = parser.parse_args(argv)
+    overrides = dict(parse_override(s) for s in args.set)
+    out = widen_checkpoint(args.src, args.dst, overrides, args.seed)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), widened with {' '.join(args.set)}")
+    return 0

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from captcha_stream.cli import average_main, evaluate_main, export_main, predict_main, run, train_main
+from captcha_stream.cli import average_main, evaluate_main, export_main, predict_main, run, train_main, widen_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "configs" / "smoke.yaml")
@@ -24,6 +24,7 @@ MAINS = {
     "predict": predict_main,
     "export": export_main,
     "average": average_main,
+    "widen": widen_main,
 }
 
 
@@ -299,6 +300,16 @@ CASES = [
         [CKPT, "other_model.pt", "--out", "avg.pt"],
         "other_model.pt: model.rnn_hidden=",
     ),
+    ("widen-nothing", "widen", [CKPT, "wide.pt"], "widen: say how wide with --set"),
+    ("widen-other-key", "widen", [CKPT, "wide.pt", "--set", "model.rnn=lstm"], "--set model.rnn: widen changes only"),
+    ("widen-shrink", "widen", [CKPT, "wide.pt", "--set", "model.rnn_hidden=8"], "model.rnn_hidden: cannot shrink 32"),
+    (
+        "widen-stages",
+        "widen",
+        [CKPT, "wide.pt", "--set", "model.cnn_channels=[8,16,32]"],
+        "model.cnn_channels: widening keeps the number of stages (2)",
+    ),
+    ("widen-missing", "widen", ["gone.pt", "wide.pt", "--set", "model.rnn_hidden=64"], "gone.pt: checkpoint not found"),
 ]
 
 
