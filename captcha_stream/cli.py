@@ -349,22 +349,24 @@ def plot_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _copy_parser(command: str, description: str, set_metavar: str, set_help: str) -> argparse.ArgumentParser:
+    """SRC DST [--set KEY=VALUE ...]: the arguments of the commands that write a changed copy of a checkpoint."""
+    parser = argparse.ArgumentParser(prog=f"python -m captcha_stream {command}", description=description)
+    parser.add_argument("src")
+    parser.add_argument("dst")
+    parser.add_argument("--set", action="append", default=[], metavar=set_metavar, help=set_help)
+    return parser
+
+
 def slim_main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import slim_checkpoint
     from .config import parse_override
 
-    parser = argparse.ArgumentParser(
-        prog="python -m captcha_stream slim",
-        description="Copy a checkpoint without its optimizer state (for shipping).",
-    )
-    parser.add_argument("src")
-    parser.add_argument("dst")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="eval.KEY=VALUE",
-        help="change an eval setting in the copy's config, e.g. which test set it is read on (repeatable)",
+    parser = _copy_parser(
+        "slim",
+        "Copy a checkpoint without its optimizer state (for shipping).",
+        "eval.KEY=VALUE",
+        "change an eval setting in the copy's config, e.g. which test set it is read on (repeatable)",
     )
     args = parser.parse_args(argv)
     overrides = dict(parse_override(s) for s in args.set)
@@ -395,19 +397,12 @@ def widen_main(argv: Sequence[str] | None = None) -> int:
     from .config import parse_override
     from .widen import widen_checkpoint
 
-    parser = argparse.ArgumentParser(
-        prog="python -m captcha_stream widen",
-        description="Write a wider copy of a trained model that reads exactly as it does; continue "
+    parser = _copy_parser(
+        "widen",
+        "Write a wider copy of a trained model that reads exactly as it does; continue "
         "training it with --set train.init_from=DST and the same --set model.* options.",
-    )
-    parser.add_argument("src")
-    parser.add_argument("dst")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="model.KEY=VALUE",
-        help="the new model.cnn_channels (a list, each stage at least as wide) and/or model.rnn_hidden",
+        "model.KEY=VALUE",
+        "the new model.cnn_channels (a list, each stage at least as wide) and/or model.rnn_hidden",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the new units' random initial weights")
     args = parser.parse_args(argv)

@@ -65,13 +65,6 @@ def _embed(new: torch.Tensor, old: torch.Tensor, rows: torch.Tensor, cols: torch
     return out
 
 
-def _feature_height(cfg: Config) -> int:
-    height = cfg.data.height
-    for _ in cfg.model.cnn_channels:
-        height = -(-height // 2)
-    return height
-
-
 def widen_state(old_state: dict[str, Any], old: Config, new: Config, num_classes: int, seed: int = 0) -> dict[str, Any]:
     """The state dict of `CRNN(new)` that computes what `old_state` (a `CRNN(old)`) computes.
 
@@ -81,11 +74,12 @@ def widen_state(old_state: dict[str, Any], old: Config, new: Config, num_classes
     check_widening(old, new)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        fresh = CRNN(new.data, new.model, num_classes).state_dict()
+        wide = CRNN(new.data, new.model, num_classes)
+    fresh = wide.state_dict()
     om, nm = old.model, new.model
     directions = 2 if om.bidirectional else 1
     gates = 4 if om.rnn == "lstm" else 3
-    height = _feature_height(new)
+    height = wide.feature_height
     # The projection reads channel-major (channel, row) features: old channel c, row y was c*height+y.
     project_in = (torch.arange(om.cnn_channels[-1])[:, None] * height + torch.arange(height)[None, :]).reshape(-1)
     hidden_rows = torch.arange(om.rnn_hidden)
