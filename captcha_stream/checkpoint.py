@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .config import Config, from_dict, merge
+from .config import config_from_dict, merge
 from .errors import CaptchaStreamError
 
 FORMAT = 1
@@ -123,7 +123,7 @@ def slim_checkpoint(
     keep = {k: state[k] for k in ("config", "charset", "step", "best_accuracy", "elapsed") if k in state}
     if overrides:
         keep["config"] = merge(state["config"], overrides)
-        from_dict(Config, keep["config"]).validate(check_files=False)
+        config_from_dict(keep["config"])
     keep["model"] = inference_weights(state, src)
     return save_checkpoint(keep, dst, keep_previous=False)
 

@@ -19,7 +19,7 @@ import torch
 
 from .checkpoint import inference_weights, load_checkpoint, save_checkpoint
 from .codec import Codec
-from .config import Config, config_from_dict, from_dict, merge
+from .config import Config, config_from_dict, merge
 from .errors import CaptchaStreamError
 from .model import CRNN
 
@@ -137,8 +137,7 @@ def widen_checkpoint(
     state = load_checkpoint(src)
     old = config_from_dict(state["config"])
     new_dict = merge(state["config"], overrides)
-    new = from_dict(Config, new_dict)
-    new.validate(check_files=False)
+    new = config_from_dict(new_dict)
     weights = widen_state(inference_weights(state, src), old, new, Codec(old.data.charset).num_classes, seed)
     keep = {k: state[k] for k in ("charset", "step") if k in state}
     keep["config"] = new_dict
