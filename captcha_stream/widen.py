@@ -44,14 +44,10 @@ def check_widening(old: Config, new: Config) -> None:
             raise CaptchaStreamError(f"data.{key}: widening keeps the data, got {getattr(new.data, key)!r}")
 
 
-def _rnn_output_index(old_hidden: int, new_hidden: int, directions: int) -> torch.Tensor:
-    """Where each old recurrent output feature sits in the wider output (directions are concatenated)."""
-    return torch.cat([torch.arange(old_hidden) + d * new_hidden for d in range(directions)])
-
-
-def _gate_index(old_hidden: int, new_hidden: int, gates: int) -> torch.Tensor:
-    """Where each old gate row of an LSTM/GRU weight sits (gates are stacked, each `hidden` rows)."""
-    return torch.cat([torch.arange(old_hidden) + g * new_hidden for g in range(gates)])
+def _block_index(old_size: int, new_size: int, blocks: int) -> torch.Tensor:
+    """Where the old entries sit in a tensor made of `blocks` stacked blocks that each grew from
+    `old_size` to `new_size`: LSTM/GRU gates (stacked rows) and bidirectional outputs (concatenated)."""
+    return torch.cat([torch.arange(old_size) + b * new_size for b in range(blocks)])
 
 
 def _embed(new: torch.Tensor, old: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor | None) -> torch.Tensor:
@@ -83,8 +79,8 @@ def widen_state(old_state: dict[str, Any], old: Config, new: Config, num_classes
     # The projection reads channel-major (channel, row) features: old channel c, row y was c*height+y.
     project_in = (torch.arange(om.cnn_channels[-1])[:, None] * height + torch.arange(height)[None, :]).reshape(-1)
     hidden_rows = torch.arange(om.rnn_hidden)
-    rnn_out = _rnn_output_index(om.rnn_hidden, nm.rnn_hidden, directions)
-    gate_rows = _gate_index(om.rnn_hidden, nm.rnn_hidden, gates)
+    rnn_out = _block_index(om.rnn_hidden, nm.rnn_hidden, directions)
+    gate_rows = _block_index(om.rnn_hidden, nm.rnn_hidden, gates)
 
     out: dict[str, Any] = {}
     in_channels = torch.arange(old.data.channels)
