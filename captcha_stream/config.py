@@ -91,6 +91,11 @@ class DataConfig:
             raise CaptchaStreamError(f"{where}.channels: must be 1 (grayscale) or 3 (RGB), got {self.channels}")
 
 
+# The data keys a trained model's weights are bound to: its input shape and its output classes.
+# Every other data key (lengths, fonts, echo, ...) can change between phases of one model.
+MODEL_DATA_KEYS = ("charset", "width", "height", "channels")
+
+
 @dataclass
 class ModelConfig:
     # Output channels of each convolution stage; each stage halves the height, and the

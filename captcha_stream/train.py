@@ -27,7 +27,7 @@ from tqdm import tqdm
 from . import distributed
 from .checkpoint import inference_weights, load_checkpoint, load_for_resume, save_checkpoint
 from .codec import Codec
-from .config import Config
+from .config import MODEL_DATA_KEYS, Config
 from .ema import WeightAverage
 from .errors import CaptchaStreamError
 from .evaluation import load_all, run_eval
@@ -215,7 +215,7 @@ def checkpoint_state(
 def check_compatible(ckpt: dict[str, Any], cfg: Config, path: Path) -> None:
     """A checkpoint resumes only with the data it was trained on (the model's input and output)."""
     saved = ckpt["config"].get("data", {})
-    for key in ("charset", "width", "height", "channels"):
+    for key in MODEL_DATA_KEYS:
         if saved.get(key) != getattr(cfg.data, key):
             raise CaptchaStreamError(
                 f"{path}: was trained with data.{key}={saved.get(key)!r}, the config says {getattr(cfg.data, key)!r}"

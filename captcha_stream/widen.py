@@ -19,7 +19,7 @@ import torch
 
 from .checkpoint import inference_weights, load_checkpoint, save_checkpoint
 from .codec import Codec
-from .config import Config, config_from_dict, merge
+from .config import MODEL_DATA_KEYS, Config, config_from_dict, merge
 from .errors import CaptchaStreamError
 from .model import CRNN
 
@@ -39,7 +39,7 @@ def check_widening(old: Config, new: Config) -> None:
             raise CaptchaStreamError(f"model.cnn_channels[{i}]: cannot shrink {a} to {b}")
     if nm.rnn_hidden < om.rnn_hidden:
         raise CaptchaStreamError(f"model.rnn_hidden: cannot shrink {om.rnn_hidden} to {nm.rnn_hidden}")
-    for key in ("charset", "width", "height", "channels"):
+    for key in MODEL_DATA_KEYS:
         if getattr(old.data, key) != getattr(new.data, key):
             raise CaptchaStreamError(f"data.{key}: widening keeps the data, got {getattr(new.data, key)!r}")
 
