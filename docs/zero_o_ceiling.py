@@ -124,7 +124,8 @@ class ContextGlyphMaker:
         data = DataConfig(charset=CHARSET, min_length=LENGTH, max_length=LENGTH, width=WIDTH, height=HEIGHT)
         self.renderer = Renderer(data, seed=0)
 
-    def glyph(self, symbol: str) -> np.ndarray:
+    def pair(self, symbol: str) -> tuple[np.ndarray, np.ndarray]:
+        """A random captcha holding `symbol`, and the same captcha with a blank in its place."""
         where = self.rng.randrange(LENGTH)
         text = [self.rng.choice(CHARSET) for _ in range(LENGTH)]
         seed = self.rng.getrandbits(63)
@@ -133,11 +134,23 @@ class ContextGlyphMaker:
             text[where] = ch
             self.renderer.reseed(seed)
             images.append(np.asarray(self.renderer.render("".join(text)).convert("L"), dtype=np.int16))
-        columns = np.nonzero(np.abs(images[0] - images[1]).max(axis=0) > 8)[0]
-        centre = (int(columns[0]) + int(columns[-1]) + 1) // 2 if len(columns) else WIDTH // 2
-        padded = np.pad(images[0], ((0, 0), (CROP_W, CROP_W)), mode="edge")
+        return images[0], images[1]
+
+    @staticmethod
+    def centre(full: np.ndarray, blank: np.ndarray) -> int:
+        """The middle column of the pixels the glyph changes."""
+        columns = np.nonzero(np.abs(full - blank).max(axis=0) > 8)[0]
+        return (int(columns[0]) + int(columns[-1]) + 1) // 2 if len(columns) else WIDTH // 2
+
+    @staticmethod
+    def crop(image: np.ndarray, centre: int) -> np.ndarray:
+        padded = np.pad(image, ((0, 0), (CROP_W, CROP_W)), mode="edge")
         left, top = centre + CROP_W - CROP_W // 2, (HEIGHT - CROP_H) // 2
         return padded[top : top + CROP_H, left : left + CROP_W].astype(np.uint8)
+
+    def glyph(self, symbol: str) -> np.ndarray:
+        full, blank = self.pair(symbol)
+        return self.crop(full, self.centre(full, blank))
 
 
 def make_maker(seed: int, context: bool) -> GlyphMaker | ContextGlyphMaker:

@@ -1,6 +1,7 @@
 import io
 import threading
 
+import numpy as np
 import pytest
 from captcha.image import ImageCaptcha
 
@@ -129,3 +130,19 @@ def test_symbol_weights_shape_the_labels():
 def test_symbol_weights_must_match_the_charset():
     with pytest.raises(CaptchaStreamError, match="3 weights for 10 symbols"):
         Renderer(DataConfig(charset="0123456789"), symbol_weights=[1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_blank_in_place_of_a_character_changes_only_its_pixels(fast):
+    # docs/zero_o_ceiling.py finds a glyph in a whole captcha this way: a blank makes the same
+    # random draws and is as wide as the character, so the rest of the image is unchanged.
+    data = DataConfig(charset="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_length=4, max_length=4, width=170, height=80)
+    renderer = Renderer(data, seed=0, fast=fast)
+    for seed in range(6):
+        renderer.reseed(seed)
+        full = np.asarray(renderer.render("K7O2").convert("L"), dtype=np.int16)
+        renderer.reseed(seed)
+        blank = np.asarray(renderer.render("K7 2").convert("L"), dtype=np.int16)
+        columns = np.nonzero(np.abs(full - blank).max(axis=0) > 8)[0]
+        assert len(columns) > 5  # the O is there
+        assert columns[-1] - columns[0] < 45  # and nothing else moved (a glyph box is at most 36 wide)

@@ -1,0 +1,53 @@
+"""docs/zero_o_ceiling.py: the 0/O study's glyph makers are seeded and find their glyph."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "zero_o_ceiling.py"
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("zero_o_ceiling", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_same_seed_same_glyphs(study, context):
+    a, b = study.make_maker(3, context), study.make_maker(3, context)
+    for symbol in "0O0O":
+        ga, gb = a.glyph(symbol), b.glyph(symbol)
+        assert ga.shape == (study.CROP_H, study.CROP_W) and ga.dtype == np.uint8
+        assert np.array_equal(ga, gb)
+    assert not np.array_equal(study.make_maker(4, context).glyph("0"), a.glyph("0"))
+
+
+def test_a_lone_glyph_is_in_the_middle_of_its_crop(study):
+    maker = study.GlyphMaker(5)
+    for symbol in "0O0O0O":
+        ink = np.nonzero((maker.glyph(symbol) < 200).any(axis=0))[0]
+        assert abs((ink[0] + ink[-1] + 1) / 2 - study.CROP_W / 2) <= 2
+
+
+def test_a_glyph_in_context_is_in_the_middle_of_its_crop(study):
+    # Only the glyph differs between a captcha and its copy with a blank in the glyph's place,
+    # so that difference, seen through the crop, must sit in the crop's middle.
+    maker = study.ContextGlyphMaker(5)
+    for symbol in "0O0O0O":
+        full, blank = maker.pair(symbol)
+        centre = maker.centre(full, blank)
+        diff = np.abs(maker.crop(full, centre).astype(int) - maker.crop(blank, centre)).max(axis=0) > 8
+        columns = np.nonzero(diff)[0]
+        assert len(columns) > 5
+        assert abs((columns[0] + columns[-1] + 1) / 2 - study.CROP_W / 2) <= 1
+
+
+def test_set_labels_alternate_and_match_images(study):
+    images, labels = study.make_set(7, 6)
+    assert images.shape == (6, 1, study.CROP_H, study.CROP_W)
+    assert labels.tolist() == [0, 1, 0, 1, 0, 1]
