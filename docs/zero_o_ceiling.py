@@ -28,8 +28,10 @@ import argparse
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,12 +39,12 @@ from PIL import Image, ImageDraw, ImageFilter
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from captcha_stream.config import DataConfig
-from captcha_stream.render import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from captcha_stream.config import DataConfig  # noqa: E402
+from captcha_stream.render import (  # noqa: E402
     Renderer,
     SeededSecrets,
-    _load_fonts,
-    default_fonts,
     derive_seed,
     seeded_captcha_class,
 )
@@ -64,7 +66,6 @@ class GlyphMaker:
         cls = seeded_captcha_class(source)
         data = DataConfig()
         self.captcha = cls(width=WIDTH, height=HEIGHT, font_sizes=tuple(data.font_sizes))
-        self.captcha._truefonts = _load_fonts(tuple(default_fonts()), tuple(data.font_sizes))
         # random_color as the package calls it, drawing from the same seeded source.
         self.random_color = cls._draw_character.__globals__["random_color"]
         self.secrets = source
