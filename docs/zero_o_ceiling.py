@@ -17,7 +17,9 @@ two symbols (clutter only takes information away), so if it levels off near the 
     python docs/zero_o_ceiling.py --steps 12000 --json docs/zero-o-ceiling.json
     python docs/zero_o_ceiling.py --reader models/classic36.pt --data data/val-classic36 ...
 
-The second form prints, for comparison, how a full reader does on the 0s and Os of labelled sets.
+The second form prints, for comparison, how a full reader does on the 0s and Os of labelled sets;
+`--reader CK --without-noise 2000003,1000003` re-renders exported sets from their seeds with and
+without the noise dots and curve and reads both.
 
 One DataLoader worker renders (about 0.4 ms a glyph) while the main process trains.
 """
@@ -218,34 +220,70 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tu
     return float((preds == labels).float().mean()), wrong
 
 
-def reader_counts(checkpoint: str, folders: list[str]) -> dict[str, int]:
-    """A full reader's 0/O characters on labelled sets: read right, swapped, or otherwise wrong.
+def tally(preds: list[str], labels: list[str], counts: dict[str, int]) -> None:
+    """Add a reader's 0/O characters to `counts`: read right, swapped, or otherwise wrong.
 
     Position by position in strings read at the right length; a string read at a wrong length
-    counts each of its 0s and Os as otherwise wrong.
+    counts each of its 0s and Os as otherwise wrong. Also counts the wrong strings.
     """
+    for pred, label in zip(preds, labels):
+        counts["wrong strings"] += pred != label
+        for i, truth in enumerate(label):
+            if truth not in SYMBOLS:
+                continue
+            counts["characters"] += 1
+            read = pred[i] if len(pred) == len(label) else None
+            if read == truth:
+                counts["right"] += 1
+            elif read == SYMBOLS[1 - SYMBOLS.index(truth)]:
+                counts["swapped"] += 1
+            else:
+                counts["other"] += 1
+
+
+def new_counts() -> dict[str, int]:
+    return {"strings": 0, "wrong strings": 0, "characters": 0, "right": 0, "swapped": 0, "other": 0}
+
+
+def reader_counts(checkpoint: str, folders: list[str]) -> dict[str, int]:
+    """A full reader's 0/O reading on labelled folders."""
     from captcha_stream.folder import FolderDataset
     from captcha_stream.predict import Recognizer
 
     reader = Recognizer.from_checkpoint(checkpoint)
-    counts = {"characters": 0, "right": 0, "swapped": 0, "other": 0}
+    counts = new_counts()
     for folder in folders:
         dataset = FolderDataset(folder, reader.cfg.data)
-        paths = [str(dataset.path(i)) for i in range(len(dataset))]
         labels = [label for _, label in dataset.rows]
-        for pred, label in zip(reader.predict(paths), labels):
-            for i, truth in enumerate(label):
-                if truth not in SYMBOLS:
-                    continue
-                counts["characters"] += 1
-                read = pred.text[i] if len(pred.text) == len(label) else None
-                if read == truth:
-                    counts["right"] += 1
-                elif read == SYMBOLS[1 - SYMBOLS.index(truth)]:
-                    counts["swapped"] += 1
-                else:
-                    counts["other"] += 1
+        preds = reader.predict([str(dataset.path(i)) for i in range(len(dataset))])
+        counts["strings"] += len(labels)
+        tally([p.text for p in preds], labels, counts)
     return counts
+
+
+def without_noise_counts(checkpoint: str, seeds: list[int], size: int) -> dict[str, dict[str, int]]:
+    """The reader on exported sets re-rendered from their seeds, with and without the noise.
+
+    Image i of a set with seed S is `Renderer.sample_at(S, i)`, so the sets can be drawn again
+    here. The noise dots and curve are drawn after every glyph, from the end of the random stream,
+    so leaving them out changes nothing else: same labels, glyphs, places and colours.
+    """
+    from captcha_stream.predict import Recognizer
+
+    reader = Recognizer.from_checkpoint(checkpoint)
+    plain = Renderer(reader.cfg.data, fast=False)
+    quiet = Renderer(reader.cfg.data, fast=False)
+    # Class attributes of this renderer's own seeded subclass: no other renderer is touched.
+    quiet_class = type(quiet._captcha)
+    quiet_class.create_noise_dots = staticmethod(lambda image, color, width=3, number=30: image)
+    quiet_class.create_noise_curve = staticmethod(lambda image, color: image)
+    result = {"with noise": new_counts(), "without noise": new_counts()}
+    for seed in seeds:
+        for kind, renderer in (("with noise", plain), ("without noise", quiet)):
+            images, labels = zip(*(renderer.sample_at(seed, i) for i in range(size)))
+            result[kind]["strings"] += size
+            tally([p.text for p in reader.predict(list(images))], list(labels), result[kind])
+    return result
 
 
 def main() -> None:
@@ -264,8 +302,19 @@ def main() -> None:
     parser.add_argument("--sheet", default=None, help="save a PNG of held-out glyphs, misread ones first")
     parser.add_argument("--reader", default=None, help="instead of training: count this checkpoint's 0/O reading")
     parser.add_argument("--data", action="append", default=[], help="a labelled folder for --reader (repeatable)")
+    parser.add_argument(
+        "--without-noise",
+        default="",
+        help="with --reader: export seeds (S1,S2,...) to re-render with and without noise",
+    )
+    parser.add_argument("--set-size", type=int, default=2000, help="images per seed for --without-noise")
     args = parser.parse_args()
     if args.reader:
+        if args.without_noise:
+            seeds = [int(seed) for seed in args.without_noise.split(",")]
+            for kind, counts in without_noise_counts(args.reader, seeds, args.set_size).items():
+                print(kind, json.dumps(counts))
+            return
         counts = reader_counts(args.reader, args.data)
         n = counts["characters"]
         print(json.dumps(counts), f"right {counts['right'] / n:.2%}, swapped {counts['swapped'] / n:.2%}")
