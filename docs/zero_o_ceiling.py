@@ -261,6 +261,16 @@ def reader_counts(checkpoint: str, folders: list[str]) -> dict[str, int]:
     return counts
 
 
+def quiet_renderer(data: DataConfig) -> Renderer:
+    """A renderer that draws the package's captchas without the noise dots and curve."""
+    renderer = Renderer(data, fast=False)
+    # Class attributes of this renderer's own seeded subclass: no other renderer is touched.
+    quiet_class = type(renderer._captcha)
+    quiet_class.create_noise_dots = staticmethod(lambda image, color, width=3, number=30: image)
+    quiet_class.create_noise_curve = staticmethod(lambda image, color: image)
+    return renderer
+
+
 def without_noise_counts(checkpoint: str, seeds: list[int], size: int) -> dict[str, dict[str, int]]:
     """The reader on exported sets re-rendered from their seeds, with and without the noise.
 
@@ -272,11 +282,7 @@ def without_noise_counts(checkpoint: str, seeds: list[int], size: int) -> dict[s
 
     reader = Recognizer.from_checkpoint(checkpoint)
     plain = Renderer(reader.cfg.data, fast=False)
-    quiet = Renderer(reader.cfg.data, fast=False)
-    # Class attributes of this renderer's own seeded subclass: no other renderer is touched.
-    quiet_class = type(quiet._captcha)
-    quiet_class.create_noise_dots = staticmethod(lambda image, color, width=3, number=30: image)
-    quiet_class.create_noise_curve = staticmethod(lambda image, color: image)
+    quiet = quiet_renderer(reader.cfg.data)
     result = {"with noise": new_counts(), "without noise": new_counts()}
     for seed in seeds:
         for kind, renderer in (("with noise", plain), ("without noise", quiet)):

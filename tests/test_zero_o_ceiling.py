@@ -51,3 +51,18 @@ def test_set_labels_alternate_and_match_images(study):
     images, labels = study.make_set(7, 6)
     assert images.shape == (6, 1, study.CROP_H, study.CROP_W)
     assert labels.tolist() == [0, 1, 0, 1, 0, 1]
+
+
+def test_quiet_renderer_leaves_out_only_the_noise(study):
+    from captcha_stream.config import DataConfig
+    from captcha_stream.render import Renderer
+
+    data = DataConfig(charset=study.CHARSET, min_length=4, max_length=4, width=170, height=80)
+    quiet = study.quiet_renderer(data)
+    plain = Renderer(data, fast=False)  # made after: must still draw noise
+    for i in range(4):
+        (a, la), (b, lb) = plain.sample_at(9, i), quiet.sample_at(9, i)
+        assert la == lb
+        a, b = np.asarray(a.convert("L"), dtype=int), np.asarray(b.convert("L"), dtype=int)
+        assert (a < b - 8).sum() > 20  # the dots and curve are ink only the plain image has
+        assert (b < a - 8).sum() < 20  # and the quiet image adds no ink of its own
