@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from captcha_stream.config import DataConfig  # noqa: E402
+from captcha_stream.config import DataConfig, load_config  # noqa: E402
 from captcha_stream.render import (  # noqa: E402
     Renderer,
     SeededSecrets,
@@ -52,11 +52,12 @@ from captcha_stream.render import (  # noqa: E402
 )
 
 SYMBOLS = "0O"
-WIDTH, HEIGHT = 170, 80  # classic36's canvas
+# The data the study mirrors: classic36's charset, length, canvas and font sizes.
+CLASSIC36 = load_config(Path(__file__).resolve().parents[1] / "configs" / "classic36.yaml").data
+CHARSET, LENGTH = CLASSIC36.charset, CLASSIC36.max_length
+WIDTH, HEIGHT = CLASSIC36.width, CLASSIC36.height
 CROP_W, CROP_H = 48, 72  # holds the widest glyph (size 56) after rotation, warp and squeeze
 WORD_SPACE_P = 0.5  # ImageCaptcha.word_space_probability: a blank glyph before a character
-LENGTH = 4
-CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 class GlyphMaker:
@@ -66,8 +67,7 @@ class GlyphMaker:
         self.rng = random.Random(seed)
         source = SeededSecrets(self.rng)
         cls = seeded_captcha_class(source)
-        data = DataConfig()
-        self.captcha = cls(width=WIDTH, height=HEIGHT, font_sizes=tuple(data.font_sizes))
+        self.captcha = cls(width=WIDTH, height=HEIGHT, font_sizes=tuple(CLASSIC36.font_sizes))
         # random_color as the package calls it, drawing from the same seeded source.
         self.random_color = cls._draw_character.__globals__["random_color"]
         self.secrets = source
@@ -124,8 +124,7 @@ class ContextGlyphMaker:
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
-        data = DataConfig(charset=CHARSET, min_length=LENGTH, max_length=LENGTH, width=WIDTH, height=HEIGHT)
-        self.renderer = Renderer(data, seed=0)
+        self.renderer = Renderer(CLASSIC36, seed=0)
 
     def pair(self, symbol: str) -> tuple[np.ndarray, np.ndarray]:
         """A random captcha holding `symbol`, and the same captcha with a blank in its place."""

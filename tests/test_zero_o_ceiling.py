@@ -54,12 +54,10 @@ def test_set_labels_alternate_and_match_images(study):
 
 
 def test_quiet_renderer_leaves_out_only_the_noise(study):
-    from captcha_stream.config import DataConfig
     from captcha_stream.render import Renderer
 
-    data = DataConfig(charset=study.CHARSET, min_length=4, max_length=4, width=170, height=80)
-    quiet = study.quiet_renderer(data)
-    plain = Renderer(data, fast=False)  # made after: must still draw noise
+    quiet = study.quiet_renderer(study.CLASSIC36)
+    plain = Renderer(study.CLASSIC36, fast=False)  # made after: must still draw noise
     for i in range(4):
         (a, la), (b, lb) = plain.sample_at(9, i), quiet.sample_at(9, i)
         assert la == lb
