@@ -211,10 +211,17 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, dict[str, int]]:
+def classify(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Class indices for uint8 glyphs, in evaluation mode, 1000 at a time; leaves the mode as it was."""
+    was_training = model.training
     model.eval()
     preds = torch.cat([model(normalize(images[i : i + 1000])).argmax(1) for i in range(0, len(images), 1000)])
-    model.train()
+    model.train(was_training)
+    return preds
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, dict[str, int]]:
+    preds = classify(model, images)
     wrong = {f"{SYMBOLS[a]}->{SYMBOLS[1 - a]}": int(((labels == a) & (preds != a)).sum()) for a in (0, 1)}
     return float((preds == labels).float().mean()), wrong
 
@@ -375,11 +382,9 @@ def main() -> None:
         save_sheet(model, val_images, val_labels, args.sheet)
 
 
-@torch.no_grad()
 def save_sheet(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, path: str, cols: int = 16) -> None:
-    """Held-out glyphs the classifier gets wrong (red frame), then some it gets right."""
-    model.eval()
-    preds = torch.cat([model(normalize(images[i : i + 1000])).argmax(1) for i in range(0, len(images), 1000)])
+    """Held-out glyphs the classifier gets wrong (red label), then some it gets right."""
+    preds = classify(model, images)
     wrong = torch.nonzero(preds != labels).flatten()[: cols * 2]
     right = torch.nonzero(preds == labels).flatten()[: cols * 2]
     picks = [(int(i), False) for i in wrong] + [(int(i), True) for i in right]
