@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from captcha_stream.config import DataConfig, load_config  # noqa: E402
+from captcha_stream.errors import CaptchaStreamError  # noqa: E402
 from captcha_stream.render import (  # noqa: E402
     Renderer,
     SeededSecrets,
@@ -299,6 +300,25 @@ def without_noise_counts(checkpoint: str, seeds: list[int], size: int) -> dict[s
     return result
 
 
+def read(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """The --reader forms: a full reader's 0/O counts on folders, or on re-rendered sets."""
+    if args.without_noise:
+        try:
+            seeds = [int(seed) for seed in args.without_noise.split(",")]
+        except ValueError:
+            parser.error(f"--without-noise {args.without_noise!r}: expected export seeds like 2000003,1000003")
+        for kind, counts in without_noise_counts(args.reader, seeds, args.set_size).items():
+            print(kind, json.dumps(counts))
+        return
+    if not args.data:
+        parser.error("--reader needs --data DIR (repeatable) or --without-noise SEEDS")
+    counts = reader_counts(args.reader, args.data)
+    n = counts["characters"]
+    if n == 0:
+        raise CaptchaStreamError(f"no 0 or O in the labels of {', '.join(args.data)}")
+    print(json.dumps(counts), f"right {counts['right'] / n:.2%}, swapped {counts['swapped'] / n:.2%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12000)
@@ -323,14 +343,10 @@ def main() -> None:
     parser.add_argument("--set-size", type=int, default=2000, help="images per seed for --without-noise")
     args = parser.parse_args()
     if args.reader:
-        if args.without_noise:
-            seeds = [int(seed) for seed in args.without_noise.split(",")]
-            for kind, counts in without_noise_counts(args.reader, seeds, args.set_size).items():
-                print(kind, json.dumps(counts))
-            return
-        counts = reader_counts(args.reader, args.data)
-        n = counts["characters"]
-        print(json.dumps(counts), f"right {counts['right'] / n:.2%}, swapped {counts['swapped'] / n:.2%}")
+        try:
+            read(args, parser)
+        except CaptchaStreamError as exc:
+            parser.exit(1, f"{parser.prog}: {exc}\n")
         return
 
     torch.manual_seed(args.seed)

@@ -64,3 +64,21 @@ def test_quiet_renderer_leaves_out_only_the_noise(study):
         a, b = np.asarray(a.convert("L"), dtype=int), np.asarray(b.convert("L"), dtype=int)
         assert (a < b - 8).sum() > 20  # the dots and curve are ink only the plain image has
         assert (b < a - 8).sum() < 20  # and the quiet image adds no ink of its own
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--reader", "models/classic36.pt"], "--reader needs --data DIR"),
+        (["--reader", "models/classic36.pt", "--without-noise", "12,x"], "--without-noise '12,x'"),
+        (["--reader", "missing.pt", "--data", "data/val-classic36"], "missing.pt: checkpoint not found"),
+    ],
+)
+def test_bad_reader_arguments_get_one_line(args, message):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=SCRIPT.parents[1])
+    assert done.returncode != 0
+    assert message in done.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in done.stderr
