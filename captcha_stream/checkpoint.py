@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .atomic import replacing
 from .config import config_from_dict, merge
 from .errors import CaptchaStreamError
 
@@ -29,26 +30,22 @@ def previous_path(path: Path) -> Path:
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str], keep_previous: bool = True) -> Path:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as fh:
-            torch.save({"format": FORMAT, **state}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if keep_previous and path.exists():
-            _keep_copy(path, previous_path(path))
-        # One rename: at every instant `path` is either the old checkpoint or the new one.
-        os.replace(tmp, path)
+        # One rename at the end of the block: at every instant `path` is the old checkpoint or the new one.
+        with replacing(path) as tmp:
+            with open(tmp, "wb") as fh:
+                torch.save({"format": FORMAT, **state}, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if keep_previous and path.exists():
+                _keep_copy(path, previous_path(path))
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise CaptchaStreamError(f"{path}: cannot write checkpoint: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import replacing
 from .config import Config, config_from_dict
 from .errors import CaptchaStreamError
 
@@ -41,9 +42,8 @@ def export_onnx(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
     onnx = _require("onnx")
     model, cfg, _ = model_from_checkpoint(checkpoint)
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     dummy = torch.zeros(1, cfg.data.channels, cfg.data.height, cfg.data.width, dtype=torch.uint8)
-    try:
+    with replacing(out) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's notes about RNN batch sizes
             torch.onnx.export(
@@ -60,11 +60,8 @@ def export_onnx(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
         entry = proto.metadata_props.add()
         entry.key, entry.value = META_KEY, json.dumps(cfg.to_dict())
         onnx.save(proto, str(tmp))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    sidecar = out.with_name(out.name + ".json")
-    sidecar.write_text(json.dumps({"config": cfg.to_dict(), "input": "images", "output": "log_probs"}, indent=2))
+    with replacing(out.with_name(out.name + ".json")) as tmp:
+        tmp.write_text(json.dumps({"config": cfg.to_dict(), "input": "images", "output": "log_probs"}, indent=2))
     return out
 
 

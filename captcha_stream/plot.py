@@ -14,6 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from .atomic import replacing
+
 W, H, PAD = 900, 330, 48
 COLORS = {
     "loss": (40, 90, 200),
@@ -110,9 +112,8 @@ def draw_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
         for x, y in pts:
             draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=COLORS[key])
         draw.text((right[0] + 8, right[1] + 6 + 14 * i), key.replace("_", " "), fill=COLORS[key], font=font)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, out)
+    with replacing(out) as tmp:
+        img.save(tmp, format="PNG")
     return out
 
 
@@ -162,7 +163,6 @@ def draw_comparison(
         final = f"{evals[-1][1][key] * 100:.2f}% at step {evals[-1][0]}" if evals else "no evaluations"
         draw.rectangle([PAD, y + 3, PAD + 18, y + 9], fill=color)
         draw.text((PAD + 26, y), f"{label}: {final}", fill=(0, 0, 0), font=font)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, out)
+    with replacing(out) as tmp:
+        img.save(tmp, format="PNG")
     return out

@@ -21,6 +21,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from . import metrics
+from .atomic import replacing
 
 _STYLE = """
 body { font-family: sans-serif; margin: 1.5em; background: #fafafa; }
@@ -93,9 +94,8 @@ def write_view(
         "<label><input type='checkbox' onchange=\"document.body.classList.toggle('only-wrong', this.checked)\">"
         " show only mistakes</label><div class='grid'>" + "".join(cards) + "</div></body></html>"
     )
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    with replacing(out) as tmp:
+        tmp.write_text(page, encoding="utf-8")
     return out
 
 
@@ -168,7 +168,6 @@ def write_sheet(
         # The same marking as the page's: the reader's eye goes to the red.
         for j, (ch, bad) in enumerate(_marks(preds[i], labels[i])):
             draw.text((x + 6 + (6 + j) * char_w, ty + line), ch, fill=_RED if bad else _INK, font=text)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.png")
-    sheet.save(tmp, format="PNG")
-    os.replace(tmp, out)
+    with replacing(out) as tmp:
+        sheet.save(tmp, format="PNG")
     return out

@@ -1,0 +1,26 @@
+"""Files that are either the old version or the new one, never half written."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def replacing(out: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside `out` to write to; renamed onto `out` when the block ends normally.
+
+    Beside, not in /tmp: a rename is atomic only within one filesystem. If the block raises, `out`
+    is untouched and the temporary file is removed. The name starts with a dot and holds the pid,
+    so a listing of the folder skips it and two processes cannot collide; a kill -9 can leave one
+    behind (train.prepare_run_dir sweeps a run folder's).
+    """
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
