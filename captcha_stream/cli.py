@@ -168,6 +168,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     import json
 
     from . import metrics
+    from .atomic import replacing
     from .codec import Codec
     from .config import check_tta, parse_tta
     from .evaluation import format_report, load_all, run_eval
@@ -208,8 +209,10 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         raise CaptchaStreamError(f"--confusions: must be >= 0, got {args.confusions}")
     if args.sheet_count < 1:
         raise CaptchaStreamError(f"--sheet-count: must be >= 1, got {args.sheet_count}")
-    if args.sheet and not Path(args.sheet).resolve().parent.is_dir():
-        raise CaptchaStreamError(f"--sheet: folder {Path(args.sheet).parent} does not exist")
+    # Checked before the evaluation, not found missing after it.
+    for flag, out in (("--sheet", args.sheet), ("--json", args.json)):
+        if out and not Path(out).resolve().parent.is_dir():
+            raise CaptchaStreamError(f"{flag}: folder {Path(out).parent} does not exist")
 
     ckpt = find_checkpoint(args.checkpoint)
     model, cfg, state = model_from_checkpoint(ckpt)
@@ -244,7 +247,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         low, high = metrics.full_string_interval(results.preds, results.labels)
         report = {**results.summary(), "full_string_interval_95": [low, high]}
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        with replacing(args.json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
     paths = [dataset.path(i) for i in range(len(dataset))]
     if args.view:

@@ -220,6 +220,12 @@ CASES = [
         "--sheet: folder nowhere does not exist",
     ),
     (
+        "json-folder-missing",
+        "evaluate",
+        ["--checkpoint", CKPT, "--json", "nowhere/r.json"],
+        "--json: folder nowhere does not exist",
+    ),
+    (
         "val-seed-is-test-seed",
         "train",
         ["--config", SMOKE, "--set", "eval.val_seed=1000003"],
