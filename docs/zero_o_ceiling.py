@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from captcha_stream.atomic import replacing  # noqa: E402
 from captcha_stream.config import DataConfig, load_config  # noqa: E402
 from captcha_stream.errors import CaptchaStreamError  # noqa: E402
 from captcha_stream.render import (  # noqa: E402
@@ -123,13 +124,19 @@ class ContextGlyphMaker:
     is the glyph (where the neighbours pasted after it leave it visible).
     """
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, jitter: int = 0) -> None:
         self.rng = random.Random(seed)
         self.renderer = Renderer(CLASSIC36, seed=0)
+        # Crops centred up to this many pixels off the glyph: a second-stage reader gets its
+        # centres from the first reader's CTC peaks, which land a few pixels from the glyph's middle.
+        self.jitter = jitter
 
     def pair(self, symbol: str) -> tuple[np.ndarray, np.ndarray]:
-        """A random captcha holding `symbol`, and the same captcha with a blank in its place."""
-        where = self.rng.randrange(LENGTH)
+        """A random captcha holding `symbol`, and the same captcha with a blank in its place.
+
+        `self.position` says which character it is (0 = first).
+        """
+        where = self.position = self.rng.randrange(LENGTH)
         text = [self.rng.choice(CHARSET) for _ in range(LENGTH)]
         seed = self.rng.getrandbits(63)
         images = []
@@ -153,29 +160,31 @@ class ContextGlyphMaker:
 
     def glyph(self, symbol: str) -> np.ndarray:
         full, blank = self.pair(symbol)
-        return self.crop(full, self.centre(full, blank))
+        shift = self.rng.randint(-self.jitter, self.jitter) if self.jitter else 0
+        return self.crop(full, self.centre(full, blank) + shift)
 
 
-def make_maker(seed: int, context: bool) -> GlyphMaker | ContextGlyphMaker:
-    return ContextGlyphMaker(seed) if context else GlyphMaker(seed)
+def make_maker(seed: int, context: bool, jitter: int = 0) -> GlyphMaker | ContextGlyphMaker:
+    return ContextGlyphMaker(seed, jitter) if context else GlyphMaker(seed)
 
 
-def make_set(seed: int, n: int, context: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    maker = make_maker(seed, context)
+def make_set(seed: int, n: int, context: bool = False, jitter: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    maker = make_maker(seed, context, jitter)
     labels = torch.arange(n) % 2
     images = np.stack([maker.glyph(SYMBOLS[int(y)]) for y in labels])
     return torch.from_numpy(images)[:, None], labels
 
 
 class GlyphStream(IterableDataset):
-    def __init__(self, seed: int, batch_size: int, context: bool = False) -> None:
+    def __init__(self, seed: int, batch_size: int, context: bool = False, jitter: int = 0) -> None:
         self.seed = seed
         self.batch_size = batch_size
         self.context = context
+        self.jitter = jitter
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
-        maker = make_maker(derive_seed(self.seed, info.id if info else 0), self.context)
+        maker = make_maker(derive_seed(self.seed, info.id if info else 0), self.context, self.jitter)
         while True:
             labels = torch.tensor([maker.rng.getrandbits(1) for _ in range(self.batch_size)])
             images = np.stack([maker.glyph(SYMBOLS[int(y)]) for y in labels])
@@ -330,7 +339,11 @@ def main() -> None:
     parser.add_argument(
         "--context", action="store_true", help="cut the glyphs out of whole captchas (ContextGlyphMaker)"
     )
+    parser.add_argument(
+        "--jitter", type=int, default=0, help="with --context: crop up to this many pixels off the glyph's centre"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    parser.add_argument("--save", default=None, help="write the classifier's weights here at every evaluation")
     parser.add_argument("--json", default=None, help="write the curve here")
     parser.add_argument("--sheet", default=None, help="save a PNG of held-out glyphs, misread ones first")
     parser.add_argument("--reader", default=None, help="instead of training: count this checkpoint's 0/O reading")
@@ -352,7 +365,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    val_images, val_labels = make_set(derive_seed(args.seed, 10**6), args.val_size, args.context)
+    val_images, val_labels = make_set(derive_seed(args.seed, 10**6), args.val_size, args.context, args.jitter)
     print(f"held-out set: {args.val_size} glyphs in {time.time() - t0:.0f} s", flush=True)
 
     model = classifier()
@@ -365,7 +378,10 @@ def main() -> None:
         return 0.5 * args.lr * (1 + math.cos(math.pi * (step - warmup) / max(1, args.steps - warmup)))
 
     loader = DataLoader(
-        GlyphStream(args.seed, args.batch_size, args.context), batch_size=None, num_workers=1, prefetch_factor=8
+        GlyphStream(args.seed, args.batch_size, args.context, args.jitter),
+        batch_size=None,
+        num_workers=1,
+        prefetch_factor=8,
     )
     curve = []
     t0 = time.time()
@@ -389,14 +405,30 @@ def main() -> None:
             }
             curve.append(point)
             print(json.dumps(point), flush=True)
+            if args.save:
+                save_weights(model, args, point, args.save)
         if step >= args.steps:
             break
 
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"args": vars(args), "curve": curve}, fh, indent=1)
+        with replacing(args.json) as tmp:
+            tmp.write_text(json.dumps({"args": vars(args), "curve": curve}, indent=1))
     if args.sheet:
         save_sheet(model, val_images, val_labels, args.sheet)
+
+
+def save_weights(model: nn.Module, args: argparse.Namespace, point: dict, path: str) -> None:
+    """The classifier's weights with how they were made."""
+    with replacing(path) as tmp:
+        torch.save({"model": model.state_dict(), "args": vars(args), "point": point}, tmp)
+
+
+def load_classifier(path: str) -> tuple[nn.Module, dict]:
+    """A classifier saved by --save, in evaluation mode, and the arguments it was trained with."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = classifier()
+    model.load_state_dict(saved["model"])
+    return model.eval(), saved["args"]
 
 
 def save_sheet(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, path: str, cols: int = 16) -> None:
@@ -413,7 +445,8 @@ def save_sheet(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, pat
         sheet.paste(Image.fromarray(images[i, 0].numpy()).convert("RGB"), (x + 2, y + 14))
         colour = (0, 120, 0) if ok else (200, 0, 0)
         draw.text((x + 4, y + 1), f"{SYMBOLS[int(labels[i])]}->{SYMBOLS[int(preds[i])]}", fill=colour)
-    sheet.save(path)
+    with replacing(path) as tmp:
+        sheet.save(tmp, format="PNG")
 
 
 if __name__ == "__main__":

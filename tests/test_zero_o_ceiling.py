@@ -82,3 +82,28 @@ def test_bad_reader_arguments_get_one_line(args, message):
     assert done.returncode != 0
     assert message in done.stderr.strip().splitlines()[-1]
     assert "Traceback" not in done.stderr
+
+
+def test_jittered_crops_are_the_same_captcha_moved_at_most_jitter(study):
+    # A jittered maker's first glyph is a crop of the same captcha an unjittered maker draws
+    # from that seed, centred at most `jitter` pixels off the glyph, and not always on it.
+    shifts = []
+    for seed in range(1, 9):
+        glyph = study.ContextGlyphMaker(seed, jitter=6).glyph("O")
+        plain = study.ContextGlyphMaker(seed)
+        full, blank = plain.pair("O")
+        centre = plain.centre(full, blank)
+        found = [s for s in range(-6, 7) if np.array_equal(glyph, plain.crop(full, centre + s))]
+        assert found, f"seed {seed}: not a crop of the captcha within 6 px of its glyph"
+        shifts.append(found[0])
+    assert any(abs(s) > 1 for s in shifts)
+
+
+def test_pair_says_which_character_it_replaced(study):
+    maker = study.ContextGlyphMaker(11)
+    for _ in range(6):
+        full, blank = maker.pair("0")
+        columns = np.nonzero(np.abs(full - blank).max(axis=0) > 8)[0]
+        # Characters run left to right, so the glyph's place across the image follows its index.
+        expected = (columns.mean() / study.WIDTH) * study.LENGTH
+        assert abs(expected - (maker.position + 0.5)) < 1.5

@@ -1,0 +1,166 @@
+"""Does a second look at each 0 and O fix the full reader's swaps?
+
+The classic36 reader's remaining errors are mostly 0<->O swaps (docs/ablations.md). This script
+re-reads every 0 or O the reader writes with a classifier trained by `docs/zero_o_ceiling.py
+--context --jitter J --save CK` on crops of that one glyph cut out of whole captchas, and counts
+the wrong strings on labelled sets three ways: the reader alone, the classifier alone, and the sum
+of their log-odds (two opinions from different networks).
+
+The crop is centred where the reader fires for the character (its CTC peak) moved by the
+measured distance from peak to glyph centre (`--offsets` measures it on captchas whose glyph
+centres are known). The last character of a string is left to the reader: its peak comes at
+the end of the sequence, 24-60 pixels right of the glyph, not near it.
+
+    python docs/zero_o_second_stage.py --offsets --reader models/classic36.pt
+    python docs/zero_o_second_stage.py --reader models/classic36.pt --classifier CK --data DIR [--data DIR ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import zero_o_ceiling as ceiling  # noqa: E402
+
+from captcha_stream.codec import BLANK  # noqa: E402
+from captcha_stream.errors import CaptchaStreamError  # noqa: E402
+from captcha_stream.folder import FolderDataset, load_image  # noqa: E402
+from captcha_stream.predict import Recognizer  # noqa: E402
+from captcha_stream.preprocess import preprocess_array  # noqa: E402
+
+# Glyph centre minus CTC peak position for characters 1-3 of shipped classic36, in pixels
+# (`--offsets` over 1000 captchas: 6.4 mean, 2.4 standard deviation; the reader fires on a
+# glyph's left half).
+PEAK_TO_CENTRE = 6
+WAYS = ("reader", "classifier", "sum")
+
+
+def emissions(log_probs: np.ndarray) -> list[tuple[int, int]]:
+    """Greedy CTC reading of one image's (T, C) log-probabilities: (symbol id, peak frame) per character.
+
+    A character spans a run of frames with the same id; its peak is the frame where that id is
+    most probable.
+    """
+    out: list[tuple[int, int]] = []
+    prev = BLANK
+    for t, i in enumerate(log_probs.argmax(axis=1).tolist()):
+        if i != BLANK and i != prev:
+            out.append((i, t))
+        elif i != BLANK and log_probs[t, i] > log_probs[out[-1][1], i]:
+            out[-1] = (i, t)
+        prev = i
+    return out
+
+
+def frame_x(frame: int, frames: int, width: int) -> float:
+    """The image column at the middle of CTC frame `frame`."""
+    return (frame + 0.5) * width / frames
+
+
+def measure_offsets(reader: Recognizer, n: int, seed: int) -> dict[str, dict[str, float]]:
+    """Glyph centre minus peak position by character position, on captchas with known centres."""
+    maker = ceiling.ContextGlyphMaker(seed)
+    gaps: dict[int, list[float]] = {k: [] for k in range(ceiling.LENGTH)}
+    for k in range(n):
+        full, blank = maker.pair(ceiling.SYMBOLS[k % 2])
+        image = preprocess_array(Image.fromarray(full.astype(np.uint8)), reader.cfg.data)
+        lp = np.asarray(reader.log_probs(image[None]))[:, 0]
+        peaks = emissions(lp)
+        if len(peaks) == ceiling.LENGTH:
+            x = frame_x(peaks[maker.position][1], lp.shape[0], full.shape[1])
+            gaps[maker.position].append(ceiling.ContextGlyphMaker.centre(full, blank) - x)
+    return {
+        f"character {k + 1}": {"n": len(v), "mean": float(np.mean(v)), "sd": float(np.std(v))}
+        for k, v in gaps.items()
+        if v
+    }
+
+
+def second_look(
+    reader: Recognizer, classifier: torch.nn.Module, folder: str
+) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
+    """Wrong strings and 0/O swaps on one labelled folder (reader, classifier, both summed), and the readings."""
+    data = reader.cfg.data
+    dataset = FolderDataset(folder, data)
+    codec = reader.codec
+    zero, oh = (codec.encode(s)[0] for s in ceiling.SYMBOLS)
+    result = {way: Counter() for way in WAYS}
+    readings: dict[str, list[str]] = {way: [] for way in WAYS}
+    for start in range(0, len(dataset), 250):
+        rows = range(start, min(start + 250, len(dataset)))
+        grays = [np.asarray(load_image(dataset.path(i)).convert("L"), dtype=np.int16) for i in rows]
+        batch = np.stack([preprocess_array(Image.fromarray(g.astype(np.uint8)), data) for g in grays])
+        lp = np.asarray(reader.log_probs(batch))
+        for n, i in enumerate(rows):
+            label = dataset.rows[i][1]
+            peaks = emissions(lp[:, n])
+            ids = [sym for sym, _ in peaks]
+            looks = [(k, t) for k, (sym, t) in enumerate(peaks[:-1]) if sym in (zero, oh)]
+            crops = [
+                ceiling.ContextGlyphMaker.crop(grays[n], round(frame_x(t, lp.shape[0], data.width)) + PEAK_TO_CENTRE)
+                for _, t in looks
+            ]
+            if crops:
+                with torch.no_grad():
+                    logits = classifier(ceiling.normalize(torch.from_numpy(np.stack(crops))[:, None]))
+                second = (logits[:, 0] - logits[:, 1]).tolist()
+            for way in result:
+                read = list(ids)
+                for (k, t), odds2 in zip(looks, second if crops else []):
+                    odds1 = float(lp[t, n, zero] - lp[t, n, oh])
+                    odds = {"reader": odds1, "classifier": odds2, "sum": odds1 + odds2}[way]
+                    read[k] = zero if odds > 0 else oh
+                text = codec.decode_ids(read)
+                readings[way].append(text)
+                result[way]["strings"] += 1
+                result[way]["wrong strings"] += text != label
+                result[way]["0/O looked at"] += len(looks)
+                if len(text) == len(label):
+                    swaps = [a in ceiling.SYMBOLS and b in ceiling.SYMBOLS and a != b for a, b in zip(text, label)]
+                    result[way]["0/O swaps"] += sum(swaps)
+                    result[way]["of them in the last character"] += swaps[-1]
+    return {way: dict(c) for way, c in result.items()}, readings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reader", required=True, help="the full reader's checkpoint")
+    parser.add_argument("--classifier", default=None, help="weights saved by zero_o_ceiling.py --save")
+    parser.add_argument("--data", action="append", default=[], help="a labelled folder (repeatable)")
+    parser.add_argument("--offsets", action="store_true", help="measure glyph centre minus CTC peak instead")
+    parser.add_argument("--n", type=int, default=1000, help="captchas for --offsets")
+    parser.add_argument("--seed", type=int, default=77, help="seed of the --offsets captchas")
+    args = parser.parse_args()
+    try:
+        reader = Recognizer.from_checkpoint(args.reader)
+        if args.offsets:
+            print(json.dumps(measure_offsets(reader, args.n, args.seed), indent=1))
+            return
+        if not args.classifier or not args.data:
+            parser.error("needs --classifier CK and --data DIR (or --offsets)")
+        if not Path(args.classifier).is_file():
+            raise CaptchaStreamError(f"{args.classifier}: classifier weights not found")
+        classifier, _ = ceiling.load_classifier(args.classifier)
+        total = {way: Counter() for way in WAYS}
+        for folder in args.data:
+            counts, _ = second_look(reader, classifier, folder)
+            print(folder, json.dumps(counts), flush=True)
+            for way, c in counts.items():
+                total[way].update(c)
+        print("all", json.dumps({way: dict(c) for way, c in total.items()}))
+    except CaptchaStreamError as exc:
+        parser.exit(1, f"{parser.prog}: {exc}\n")
+
+
+if __name__ == "__main__":
+    main()
