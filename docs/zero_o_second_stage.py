@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import zero_o_ceiling as ceiling  # noqa: E402
+from paired_check import mcnemar_p  # noqa: E402
 
 from captcha_stream.codec import BLANK  # noqa: E402
 from captcha_stream.errors import CaptchaStreamError  # noqa: E402
@@ -124,6 +125,10 @@ def second_look(
                 readings[way].append(text)
                 result[way]["strings"] += 1
                 result[way]["wrong strings"] += text != label
+                # Against the reader alone, string by string: what a paired (McNemar) test counts.
+                first_right = readings["reader"][-1] == label
+                result[way]["right only this way"] += text == label and not first_right
+                result[way]["right only by the reader"] += first_right and text != label
                 result[way]["0/O looked at"] += len(looks)
                 if len(text) == len(label):
                     swaps = [a in ceiling.SYMBOLS and b in ceiling.SYMBOLS and a != b for a, b in zip(text, label)]
@@ -158,6 +163,10 @@ def main() -> None:
             for way, c in counts.items():
                 total[way].update(c)
         print("all", json.dumps({way: dict(c) for way, c in total.items()}))
+        for way in WAYS[1:]:
+            gained, lost = total[way]["right only this way"], total[way]["right only by the reader"]
+            p = mcnemar_p(gained, lost)
+            print(f"{way} against the reader: {gained} strings fixed, {lost} broken, exact McNemar p = {p:.3f}")
     except CaptchaStreamError as exc:
         parser.exit(1, f"{parser.prog}: {exc}\n")
 

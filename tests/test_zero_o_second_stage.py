@@ -70,6 +70,11 @@ def test_second_look_changes_only_zeros_and_ohs_before_the_last_character(stage,
         assert second == expected
         looked += sum(c in "0O" for c in plain[:-1])
     assert counts["classifier"]["0/O looked at"] == looked
+    assert counts["reader"]["right only this way"] == counts["reader"]["right only by the reader"] == 0
+    second = readings["classifier"]
+    by = counts["classifier"]
+    assert by["right only this way"] == sum(b == y != a for a, b, y in zip(texts, second, labels))
+    assert by["right only by the reader"] == sum(a == y != b for a, b, y in zip(texts, second, labels))
 
 
 def test_missing_classifier_gets_one_line():
