@@ -110,14 +110,19 @@ def inference_weights(state: dict[str, Any], path: str | os.PathLike[str] = "che
 
 
 def slim_checkpoint(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], overrides: dict[str, Any] | None = None
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    overrides: dict[str, Any] | None = None,
+    second_look: bool = True,
 ) -> Path:
     """A copy of `src` with only what reading captchas needs (no optimizer): for shipping.
 
     `overrides` (dotted keys) change the copy's config, checked as any config is.
+    `second_look=False` leaves out a second look (captcha_stream/second_look.py): the reader alone.
     """
     state = load_checkpoint(src)
-    keep = {k: state[k] for k in ("config", "charset", "step", "best_accuracy", "elapsed") if k in state}
+    names = ("config", "charset", "step", "best_accuracy", "elapsed") + (("second_look",) if second_look else ())
+    keep = {k: state[k] for k in names if k in state}
     if overrides:
         keep["config"] = merge(state["config"], overrides)
         config_from_dict(keep["config"])

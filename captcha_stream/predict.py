@@ -18,6 +18,7 @@ from .errors import CaptchaStreamError
 from .folder import load_image
 from .model import CRNN
 from .preprocess import preprocess_array
+from .second_look import wrap
 from .tta import agree, shift_images, shifts_for
 
 ImageLike = Union[Image.Image, str, os.PathLike, np.ndarray]
@@ -28,8 +29,11 @@ class Prediction(NamedTuple):
     confidence: float
 
 
-def model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[CRNN, Config, dict[str, Any]]:
-    """Rebuild the model and its config from a checkpoint file alone."""
+def model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, Config, dict[str, Any]]:
+    """Rebuild the model and its config from a checkpoint file alone.
+
+    The model is a `CRNN`, or a `SecondLook` around one when the checkpoint carries a second look.
+    """
     state = load_checkpoint(path)
     try:
         cfg = config_from_dict(state["config"])
@@ -42,7 +46,7 @@ def model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[CRNN, Config, d
     except RuntimeError:
         raise CaptchaStreamError(f"{path}: model weights do not match the config stored with them") from None
     model.eval()
-    return model, cfg, state
+    return wrap(model, state, cfg.data.charset, str(path)), cfg, state
 
 
 def to_image(item: ImageLike) -> Image.Image:
