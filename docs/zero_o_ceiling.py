@@ -52,13 +52,14 @@ from captcha_stream.render import (  # noqa: E402
     derive_seed,
     seeded_captcha_class,
 )
+from captcha_stream.second_look import CROP_H, CROP_W, glyph_classifier, normalize  # noqa: E402
+from captcha_stream.second_look import crop as crop_at_column  # noqa: E402
 
 SYMBOLS = "0O"
 # The data the study mirrors: classic36's charset, length, canvas and font sizes.
 CLASSIC36 = load_config(Path(__file__).resolve().parents[1] / "configs" / "classic36.yaml").data
 CHARSET, LENGTH = CLASSIC36.charset, CLASSIC36.max_length
 WIDTH, HEIGHT = CLASSIC36.width, CLASSIC36.height
-CROP_W, CROP_H = 48, 72  # holds the widest glyph (size 56) after rotation, warp and squeeze
 WORD_SPACE_P = 0.5  # ImageCaptcha.word_space_probability: a blank glyph before a character
 
 
@@ -152,11 +153,8 @@ class ContextGlyphMaker:
         columns = np.nonzero(np.abs(full - blank).max(axis=0) > 8)[0]
         return (int(columns[0]) + int(columns[-1]) + 1) // 2 if len(columns) else WIDTH // 2
 
-    @staticmethod
-    def crop(image: np.ndarray, centre: int) -> np.ndarray:
-        padded = np.pad(image, ((0, 0), (CROP_W, CROP_W)), mode="edge")
-        left, top = centre + CROP_W - CROP_W // 2, (HEIGHT - CROP_H) // 2
-        return padded[top : top + CROP_H, left : left + CROP_W].astype(np.uint8)
+    # The window the second look cuts at reading time (captcha_stream/second_look.py).
+    crop = staticmethod(crop_at_column)
 
     def glyph(self, symbol: str) -> np.ndarray:
         full, blank = self.pair(symbol)
@@ -189,36 +187,6 @@ class GlyphStream(IterableDataset):
             labels = torch.tensor([maker.rng.getrandbits(1) for _ in range(self.batch_size)])
             images = np.stack([maker.glyph(SYMBOLS[int(y)]) for y in labels])
             yield torch.from_numpy(images)[:, None], labels
-
-
-def conv(cin: int, cout: int) -> nn.Sequential:
-    # GroupNorm, not BatchNorm: the answer hangs on a pixel of stroke width, and BatchNorm's running
-    # statistics, lagging a few steps behind the weights, shifted the held-out logits enough to read
-    # 44% of the Os as 0 at a training loss of 0.04 (first attempt; in a 400-step check, eval mode
-    # read 62-92% where the same weights with batch statistics read 93-97%).
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.GroupNorm(8, cout), nn.ReLU(inplace=True))
-
-
-def classifier() -> nn.Module:
-    # Full resolution in the first stage, like the captcha readers: stroke widths are a pixel apart.
-    return nn.Sequential(
-        conv(1, 16),
-        conv(16, 16),
-        nn.MaxPool2d(2),
-        conv(16, 32),
-        nn.MaxPool2d(2),
-        conv(32, 64),
-        conv(64, 64),
-        nn.MaxPool2d(2),
-        conv(64, 128),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(128, 2),
-    )
-
-
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    return images.float().div_(127.5).sub_(1.0)
 
 
 @torch.no_grad()
@@ -368,7 +336,7 @@ def main() -> None:
     val_images, val_labels = make_set(derive_seed(args.seed, 10**6), args.val_size, args.context, args.jitter)
     print(f"held-out set: {args.val_size} glyphs in {time.time() - t0:.0f} s", flush=True)
 
-    model = classifier()
+    model = glyph_classifier()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warmup = 300
 
@@ -426,7 +394,7 @@ def save_weights(model: nn.Module, args: argparse.Namespace, point: dict, path: 
 def load_classifier(path: str) -> tuple[nn.Module, dict]:
     """A classifier saved by --save, in evaluation mode, and the arguments it was trained with."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = classifier()
+    model = glyph_classifier()
     model.load_state_dict(saved["model"])
     return model.eval(), saved["args"]
 

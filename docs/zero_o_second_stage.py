@@ -13,6 +13,10 @@ the end of the sequence, 24-60 pixels right of the glyph, not near it.
 
     python docs/zero_o_second_stage.py --offsets --reader models/classic36.pt
     python docs/zero_o_second_stage.py --reader models/classic36.pt --classifier CK --data DIR [--data DIR ...]
+    python docs/zero_o_second_stage.py --reader models/classic36.pt --classifier CK --attach OUT.pt
+
+The last form writes a reader checkpoint that carries the classifier (captcha_stream/second_look.py):
+evaluate.py and Recognizer then read with the summed log-odds.
 """
 
 from __future__ import annotations
@@ -33,39 +37,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import zero_o_ceiling as ceiling  # noqa: E402
 from paired_check import mcnemar_p  # noqa: E402
 
-from captcha_stream.codec import BLANK  # noqa: E402
+from captcha_stream.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from captcha_stream.errors import CaptchaStreamError  # noqa: E402
 from captcha_stream.folder import FolderDataset, load_image  # noqa: E402
 from captcha_stream.predict import Recognizer  # noqa: E402
 from captcha_stream.preprocess import preprocess_array  # noqa: E402
+from captcha_stream.second_look import SecondLook, attach, characters, crop, frame_x, normalize  # noqa: E402
 
 # Glyph centre minus CTC peak position for characters 1-3 of shipped classic36, in pixels
 # (`--offsets` over 1000 captchas: 6.4 mean, 2.4 standard deviation; the reader fires on a
 # glyph's left half).
 PEAK_TO_CENTRE = 6
 WAYS = ("reader", "classifier", "sum")
-
-
-def emissions(log_probs: np.ndarray) -> list[tuple[int, int]]:
-    """Greedy CTC reading of one image's (T, C) log-probabilities: (symbol id, peak frame) per character.
-
-    A character spans a run of frames with the same id; its peak is the frame where that id is
-    most probable.
-    """
-    out: list[tuple[int, int]] = []
-    prev = BLANK
-    for t, i in enumerate(log_probs.argmax(axis=1).tolist()):
-        if i != BLANK and i != prev:
-            out.append((i, t))
-        elif i != BLANK and log_probs[t, i] > log_probs[out[-1][1], i]:
-            out[-1] = (i, t)
-        prev = i
-    return out
-
-
-def frame_x(frame: int, frames: int, width: int) -> float:
-    """The image column at the middle of CTC frame `frame`."""
-    return (frame + 0.5) * width / frames
 
 
 def measure_offsets(reader: Recognizer, n: int, seed: int) -> dict[str, dict[str, float]]:
@@ -76,9 +59,9 @@ def measure_offsets(reader: Recognizer, n: int, seed: int) -> dict[str, dict[str
         full, blank = maker.pair(ceiling.SYMBOLS[k % 2])
         image = preprocess_array(Image.fromarray(full.astype(np.uint8)), reader.cfg.data)
         lp = np.asarray(reader.log_probs(image[None]))[:, 0]
-        peaks = emissions(lp)
-        if len(peaks) == ceiling.LENGTH:
-            x = frame_x(peaks[maker.position][1], lp.shape[0], full.shape[1])
+        chars = characters(lp)
+        if len(chars) == ceiling.LENGTH:
+            x = frame_x(chars[maker.position].peak, lp.shape[0], full.shape[1])
             gaps[maker.position].append(ceiling.ContextGlyphMaker.centre(full, blank) - x)
     return {
         f"character {k + 1}": {"n": len(v), "mean": float(np.mean(v)), "sd": float(np.std(v))}
@@ -104,16 +87,13 @@ def second_look(
         lp = np.asarray(reader.log_probs(batch))
         for n, i in enumerate(rows):
             label = dataset.rows[i][1]
-            peaks = emissions(lp[:, n])
-            ids = [sym for sym, _ in peaks]
-            looks = [(k, t) for k, (sym, t) in enumerate(peaks[:-1]) if sym in (zero, oh)]
-            crops = [
-                ceiling.ContextGlyphMaker.crop(grays[n], round(frame_x(t, lp.shape[0], data.width)) + PEAK_TO_CENTRE)
-                for _, t in looks
-            ]
+            chars = characters(lp[:, n])
+            ids = [c.symbol for c in chars]
+            looks = [(k, c.peak) for k, c in enumerate(chars[:-1]) if c.symbol in (zero, oh)]
+            crops = [crop(grays[n], round(frame_x(t, lp.shape[0], data.width)) + PEAK_TO_CENTRE) for _, t in looks]
             if crops:
                 with torch.no_grad():
-                    logits = classifier(ceiling.normalize(torch.from_numpy(np.stack(crops))[:, None]))
+                    logits = classifier(normalize(torch.from_numpy(np.stack(crops))[:, None]))
                 second = (logits[:, 0] - logits[:, 1]).tolist()
             for way in result:
                 read = list(ids)
@@ -143,19 +123,30 @@ def main() -> None:
     parser.add_argument("--classifier", default=None, help="weights saved by zero_o_ceiling.py --save")
     parser.add_argument("--data", action="append", default=[], help="a labelled folder (repeatable)")
     parser.add_argument("--offsets", action="store_true", help="measure glyph centre minus CTC peak instead")
+    parser.add_argument(
+        "--attach", metavar="OUT", help="write the reader's checkpoint with the classifier as its second look to OUT"
+    )
     parser.add_argument("--n", type=int, default=1000, help="captchas for --offsets")
     parser.add_argument("--seed", type=int, default=77, help="seed of the --offsets captchas")
     args = parser.parse_args()
     try:
         reader = Recognizer.from_checkpoint(args.reader)
+        if isinstance(reader.model, SecondLook):
+            # The comparison is with the reader alone (models/classic36.pt carries a second look since session 14).
+            print(f"{args.reader}: reading with the reader alone, without its second look", file=sys.stderr)
+            reader = Recognizer(reader.model.reader, reader.cfg)
         if args.offsets:
             print(json.dumps(measure_offsets(reader, args.n, args.seed), indent=1))
             return
-        if not args.classifier or not args.data:
-            parser.error("needs --classifier CK and --data DIR (or --offsets)")
+        if not args.classifier or not (args.data or args.attach):
+            parser.error("needs --classifier CK and --data DIR or --attach OUT (or --offsets)")
         if not Path(args.classifier).is_file():
             raise CaptchaStreamError(f"{args.classifier}: classifier weights not found")
         classifier, _ = ceiling.load_classifier(args.classifier)
+        if args.attach:
+            state = attach(load_checkpoint(args.reader), classifier.state_dict(), ceiling.SYMBOLS, PEAK_TO_CENTRE)
+            print("wrote", save_checkpoint(state, args.attach, keep_previous=False))
+            return
         total = {way: Counter() for way in WAYS}
         for folder in args.data:
             counts, _ = second_look(reader, classifier, folder)
