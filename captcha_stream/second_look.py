@@ -114,9 +114,9 @@ class SecondLook(nn.Module):
         self.peak_to_centre = peak_to_centre
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        log_probs = self.reader(images)
         if images.shape[1] != 1:
             raise CaptchaStreamError("second look: needs grey images (data.channels = 1)")
+        log_probs = self.reader(images)
         lp = log_probs.detach().float().cpu().numpy()
         frames, width = lp.shape[0], images.shape[-1]
         grey = images[:, 0].cpu().numpy()
@@ -138,10 +138,10 @@ class SecondLook(nn.Module):
             # The two opinions, summed at the reader's peak, decide the whole run of frames, so the
             # character stays one character; the probability of the pair is kept, only split anew.
             odds = float(lp[char.peak, n, a] - lp[char.peak, n, b]) + odds2
-            frames_ = slice(char.start, char.stop)
-            pair = torch.logaddexp(out[frames_, n, a], out[frames_, n, b])
-            out[frames_, n, a] = pair + nn.functional.logsigmoid(torch.tensor(odds))
-            out[frames_, n, b] = pair + nn.functional.logsigmoid(torch.tensor(-odds))
+            span = slice(char.start, char.stop)
+            pair = torch.logaddexp(out[span, n, a], out[span, n, b])
+            out[span, n, a] = pair + nn.functional.logsigmoid(torch.tensor(odds))
+            out[span, n, b] = pair + nn.functional.logsigmoid(torch.tensor(-odds))
         return out
 
 
@@ -149,9 +149,16 @@ def attach(
     state: dict[str, Any], classifier_state: dict[str, Any], symbols: str, peak_to_centre: int
 ) -> dict[str, Any]:
     """`state` (a checkpoint's contents) with a second look for `symbols` (two of its charset's symbols)."""
-    charset = state["config"]["data"]["charset"]
+    data = state["config"]["data"]
+    charset = data["charset"]
     if len(symbols) != 2 or any(s not in charset for s in symbols):
         raise CaptchaStreamError(f"second look: {symbols!r} must be two symbols of the charset {charset!r}")
+    # The classifier was made for classic36's grey 170x80 captchas: its crops must fit the image.
+    if data.get("channels", 1) != 1 or data.get("height", 0) < CROP_H:
+        raise CaptchaStreamError(
+            f"second look: needs grey images at least {CROP_H} px high (data.channels=1), "
+            f"the checkpoint reads channels={data.get('channels')} height={data.get('height')}"
+        )
     try:
         glyph_classifier().load_state_dict(classifier_state)  # fails here, not at reading time
     except RuntimeError:

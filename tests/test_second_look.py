@@ -127,6 +127,9 @@ def test_bad_second_looks_get_one_line(tmp_path):
     state = load_checkpoint(READER)
     with pytest.raises(CaptchaStreamError, match="must be two symbols of the charset"):
         attach(state, always(1).state_dict(), "0o", 6)
+    small = {**state, "config": {**state["config"], "data": {**state["config"]["data"], "height": 60}}}
+    with pytest.raises(CaptchaStreamError, match="at least 72 px high"):
+        attach(small, always(1).state_dict(), "0O", 6)
     with pytest.raises(CaptchaStreamError, match="weights do not fit"):
         attach(state, {"nonsense": torch.zeros(1)}, "0O", 6)
     broken = {**state, "second_look": {"model": {"x": torch.zeros(1)}, "symbols": "0O", "peak_to_centre": 6}}
