@@ -89,6 +89,27 @@ def frame_x(frame: int, frames: int, width: int) -> float:
     return (frame + 0.5) * width / frames
 
 
+def look_centres(
+    chars: list[Character], ids: tuple[int, int], frames: int, width: int, peak_to_centre: int, last_gap: int | None
+) -> list[tuple[int, int]]:
+    """(index, crop centre column) of each character of `chars` whose symbol is in `ids`.
+
+    A character is centred `peak_to_centre` right of its CTC peak. The last one is not: a
+    bidirectional reader fires on it at the end of the sequence, 24-60 pixels right of the glyph,
+    so it is placed `last_gap` right of the previous character's peak instead, or left to the
+    reader when `last_gap` is None (or it has no previous character).
+    """
+    out = []
+    for k, char in enumerate(chars):
+        if char.symbol not in ids:
+            continue
+        if k < len(chars) - 1:
+            out.append((k, round(frame_x(char.peak, frames, width)) + peak_to_centre))
+        elif last_gap is not None and k > 0:
+            out.append((k, round(frame_x(chars[k - 1].peak, frames, width)) + last_gap))
+    return out
+
+
 def crop(image: np.ndarray, centre: int) -> np.ndarray:
     """A CROP_H x CROP_W window of a grey (H, W) image centred on column `centre`, edges repeated."""
     height = image.shape[0]
@@ -100,18 +121,25 @@ def crop(image: np.ndarray, centre: int) -> np.ndarray:
 class SecondLook(nn.Module):
     """A reader whose log-probabilities for `ids` (two symbol ids) are re-divided by a glyph classifier.
 
-    Only characters before the last are looked at: a bidirectional reader fires on the last
-    character at the end of the sequence, 24-60 pixels right of the glyph (measured), so its peak
-    does not say where the glyph is. `peak_to_centre` is the measured distance from a peak to the
-    glyph's middle (the reader fires on a glyph's left half).
+    Where it crops is `look_centres`': `peak_to_centre` is the measured distance from a peak to the
+    glyph's middle (the reader fires on a glyph's left half), `last_gap` the measured distance from
+    the second-to-last character's peak to the last glyph's middle (None: the last is not looked at).
     """
 
-    def __init__(self, reader: nn.Module, classifier: nn.Module, ids: tuple[int, int], peak_to_centre: int) -> None:
+    def __init__(
+        self,
+        reader: nn.Module,
+        classifier: nn.Module,
+        ids: tuple[int, int],
+        peak_to_centre: int,
+        last_gap: int | None = None,
+    ) -> None:
         super().__init__()
         self.reader = reader
         self.classifier = classifier
         self.ids = ids
         self.peak_to_centre = peak_to_centre
+        self.last_gap = last_gap
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[1] != 1:
@@ -123,10 +151,10 @@ class SecondLook(nn.Module):
         looks: list[tuple[int, Character]] = []
         crops = []
         for n in range(lp.shape[1]):
-            for char in characters(lp[:, n])[:-1]:
-                if char.symbol in self.ids:
-                    looks.append((n, char))
-                    crops.append(crop(grey[n], round(frame_x(char.peak, frames, width)) + self.peak_to_centre))
+            chars = characters(lp[:, n])
+            for k, centre in look_centres(chars, self.ids, frames, width, self.peak_to_centre, self.last_gap):
+                looks.append((n, chars[k]))
+                crops.append(crop(grey[n], centre))
         if not crops:
             return log_probs
         with torch.no_grad():
@@ -146,7 +174,11 @@ class SecondLook(nn.Module):
 
 
 def attach(
-    state: dict[str, Any], classifier_state: dict[str, Any], symbols: str, peak_to_centre: int
+    state: dict[str, Any],
+    classifier_state: dict[str, Any],
+    symbols: str,
+    peak_to_centre: int,
+    last_gap: int | None = None,
 ) -> dict[str, Any]:
     """`state` (a checkpoint's contents) with a second look for `symbols` (two of its charset's symbols)."""
     data = state["config"]["data"]
@@ -165,7 +197,12 @@ def attach(
         raise CaptchaStreamError("second look: the classifier's weights do not fit glyph_classifier()") from None
     return {
         **state,
-        "second_look": {"model": classifier_state, "symbols": symbols, "peak_to_centre": peak_to_centre},
+        "second_look": {
+            "model": classifier_state,
+            "symbols": symbols,
+            "peak_to_centre": peak_to_centre,
+            "last_gap": last_gap,
+        },
     }
 
 
@@ -179,6 +216,7 @@ def wrap(reader: nn.Module, state: dict[str, Any], charset: str, path: str) -> n
         classifier.load_state_dict(saved["model"])
         ids = (charset.index(saved["symbols"][0]) + 1, charset.index(saved["symbols"][1]) + 1)
         peak_to_centre = int(saved["peak_to_centre"])
+        last_gap = None if saved.get("last_gap") is None else int(saved["last_gap"])
     except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as exc:
         raise CaptchaStreamError(f"{path}: its second look cannot be read ({exc.__class__.__name__})") from None
-    return SecondLook(reader, classifier.eval(), ids, peak_to_centre).eval()
+    return SecondLook(reader, classifier.eval(), ids, peak_to_centre, last_gap).eval()

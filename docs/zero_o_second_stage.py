@@ -42,12 +42,23 @@ from captcha_stream.errors import CaptchaStreamError  # noqa: E402
 from captcha_stream.folder import FolderDataset, load_image  # noqa: E402
 from captcha_stream.predict import Recognizer  # noqa: E402
 from captcha_stream.preprocess import preprocess_array  # noqa: E402
-from captcha_stream.second_look import SecondLook, attach, characters, crop, frame_x, normalize  # noqa: E402
+from captcha_stream.second_look import (  # noqa: E402
+    SecondLook,
+    attach,
+    characters,
+    crop,
+    frame_x,
+    look_centres,
+    normalize,
+)
 
 # Glyph centre minus CTC peak position for characters 1-3 of session 11's classic36 reader, in
 # pixels (`--offsets`, 1000 captchas: means 5.8, 6.2 and 7.3, standard deviations 2.1-2.6; the
 # reader fires on a glyph's left half).
 PEAK_TO_CENTRE = 6
+# The last character's glyph centre minus the previous character's peak (`--offsets`: 41.4 mean,
+# 10.3 standard deviation): the reader's own peak for the last character sits at the sequence's end.
+LAST_GAP = 41
 WAYS = ("reader", "classifier", "sum")
 
 
@@ -55,6 +66,7 @@ def measure_offsets(reader: Recognizer, n: int, seed: int) -> dict[str, dict[str
     """Glyph centre minus peak position by character position, on captchas with known centres."""
     maker = ceiling.ContextGlyphMaker(seed)
     gaps: dict[int, list[float]] = {k: [] for k in range(ceiling.LENGTH)}
+    from_previous: list[float] = []
     for k in range(n):
         full, blank = maker.pair(ceiling.SYMBOLS[k % 2])
         image = preprocess_array(Image.fromarray(full.astype(np.uint8)), reader.cfg.data)
@@ -62,16 +74,17 @@ def measure_offsets(reader: Recognizer, n: int, seed: int) -> dict[str, dict[str
         chars = characters(lp)
         if len(chars) == ceiling.LENGTH:
             x = frame_x(chars[maker.position].peak, lp.shape[0], full.shape[1])
-            gaps[maker.position].append(ceiling.ContextGlyphMaker.centre(full, blank) - x)
-    return {
-        f"character {k + 1}": {"n": len(v), "mean": float(np.mean(v)), "sd": float(np.std(v))}
-        for k, v in gaps.items()
-        if v
-    }
+            centre = ceiling.ContextGlyphMaker.centre(full, blank)
+            gaps[maker.position].append(centre - x)
+            if maker.position == ceiling.LENGTH - 1:
+                from_previous.append(centre - frame_x(chars[-2].peak, lp.shape[0], full.shape[1]))
+    rows = {f"character {k + 1}": v for k, v in gaps.items()}
+    rows[f"character {ceiling.LENGTH} from character {ceiling.LENGTH - 1}'s peak"] = from_previous
+    return {k: {"n": len(v), "mean": float(np.mean(v)), "sd": float(np.std(v))} for k, v in rows.items() if v}
 
 
 def second_look(
-    reader: Recognizer, classifier: torch.nn.Module, folder: str
+    reader: Recognizer, classifier: torch.nn.Module, folder: str, last_gap: int | None = LAST_GAP
 ) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
     """Wrong strings and 0/O swaps on one labelled folder (reader, classifier, both summed), and the readings."""
     data = reader.cfg.data
@@ -89,8 +102,9 @@ def second_look(
             label = dataset.rows[i][1]
             chars = characters(lp[:, n])
             ids = [c.symbol for c in chars]
-            looks = [(k, c.peak) for k, c in enumerate(chars[:-1]) if c.symbol in (zero, oh)]
-            crops = [crop(grays[n], round(frame_x(t, lp.shape[0], data.width)) + PEAK_TO_CENTRE) for _, t in looks]
+            centres = look_centres(chars, (zero, oh), lp.shape[0], data.width, PEAK_TO_CENTRE, last_gap)
+            looks = [(k, chars[k].peak) for k, _ in centres]
+            crops = [crop(grays[n], centre) for _, centre in centres]
             if crops:
                 with torch.no_grad():
                     logits = classifier(normalize(torch.from_numpy(np.stack(crops))[:, None]))
@@ -126,6 +140,11 @@ def main() -> None:
     parser.add_argument(
         "--attach", metavar="OUT", help="write the reader's checkpoint with the classifier as its second look to OUT"
     )
+    parser.add_argument(
+        "--leave-last",
+        action="store_true",
+        help="leave the last character to the reader (session 14's first form), not placed from the previous peak",
+    )
     parser.add_argument("--n", type=int, default=1000, help="captchas for --offsets")
     parser.add_argument("--seed", type=int, default=77, help="seed of the --offsets captchas")
     args = parser.parse_args()
@@ -144,12 +163,15 @@ def main() -> None:
             raise CaptchaStreamError(f"{args.classifier}: classifier weights not found")
         classifier, _ = ceiling.load_classifier(args.classifier)
         if args.attach:
-            state = attach(load_checkpoint(args.reader), classifier.state_dict(), ceiling.SYMBOLS, PEAK_TO_CENTRE)
+            last_gap = None if args.leave_last else LAST_GAP
+            state = attach(
+                load_checkpoint(args.reader), classifier.state_dict(), ceiling.SYMBOLS, PEAK_TO_CENTRE, last_gap
+            )
             print("wrote", save_checkpoint(state, args.attach, keep_previous=False))
             return
         total = {way: Counter() for way in WAYS}
         for folder in args.data:
-            counts, _ = second_look(reader, classifier, folder)
+            counts, _ = second_look(reader, classifier, folder, None if args.leave_last else LAST_GAP)
             print(folder, json.dumps(counts), flush=True)
             for way, c in counts.items():
                 total[way].update(c)

@@ -18,6 +18,7 @@ from captcha_stream.second_look import (
     crop,
     frame_x,
     glyph_classifier,
+    look_centres,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,16 @@ def test_characters_are_runs_with_their_surest_frame():
 def test_frame_x_is_the_middle_of_the_frame():
     assert frame_x(0, 22, 176) == 4.0
     assert frame_x(21, 22, 176) == 172.0
+
+
+def test_look_centres_place_the_last_character_from_the_previous_peak():
+    # Symbols 3 (looked at) and 2 (not): "3 2 3" with peaks at frames 2, 5, 9 of 22 over 176 px (8 px a frame).
+    lp = log_probs([0, 3, 3, 0, 2, 2, 0, 0, 3, 3, 0] + [0] * 11, peaks={2, 5, 9})
+    chars = characters(lp)
+    assert look_centres(chars, (3, 1), 22, 176, 6, None) == [(0, 20 + 6)]
+    assert look_centres(chars, (3, 1), 22, 176, 6, 41) == [(0, 20 + 6), (2, 44 + 41)]
+    lone = characters(log_probs([0, 3, 0] + [0] * 19, peaks={1}))
+    assert look_centres(lone, (3, 1), 22, 176, 6, 41) == []  # no previous character to place it from
 
 
 def test_crop_is_centred_and_repeats_the_edges():
@@ -93,6 +104,16 @@ def test_a_checkpoint_with_a_second_look_reads_through_it(small_set, with_look):
     # Every 0 before the last character becomes an O; nothing else changes.
     assert looked == ["".join("O" if c == "0" and i < len(t) - 1 else c for i, c in enumerate(t)) for t in plain]
     assert looked != plain  # the set has 0s to change
+
+
+def test_with_a_last_gap_the_last_character_is_looked_at_too(small_set, tmp_path):
+    path = tmp_path / "look-last.pt"
+    # This time a classifier that always answers 0: the set's strings end in O twice.
+    save_checkpoint(attach(load_checkpoint(READER), always(0).state_dict(), "0O", 6, 41), path, keep_previous=False)
+    plain, _ = read(READER, small_set)
+    looked, _ = read(path, small_set)
+    assert looked == [t.replace("O", "0") if len(t) > 1 else t for t in plain]
+    assert any(t.endswith("O") for t in plain)
 
 
 def test_the_second_look_only_splits_the_pairs_probability(small_set, with_look):

@@ -48,7 +48,7 @@ def test_the_summed_way_reads_as_the_packages_second_look(stage, small_set, tmp_
 
     path = tmp_path / "look.pt"
     reader_state = load_checkpoint(ROOT / "models" / "classic36.pt")
-    state = attach(reader_state, classifier.state_dict(), "0O", stage.PEAK_TO_CENTRE)
+    state = attach(reader_state, classifier.state_dict(), "0O", stage.PEAK_TO_CENTRE, stage.LAST_GAP)
     save_checkpoint(state, path, keep_previous=False)
     looked = Recognizer.from_checkpoint(path)
     assert [p.text for p in looked.predict(sorted_paths(small_set, looked))] == readings["sum"]
