@@ -84,6 +84,16 @@ def characters(log_probs: np.ndarray) -> list[Character]:
     return out
 
 
+class Look(NamedTuple):
+    """One character the second look examined, with both opinions as log-odds of the first symbol over the second."""
+
+    image: int  # its image in the batch
+    index: int  # its place in the reading
+    char: Character
+    reader_odds: float  # at the reader's peak
+    classifier_odds: float
+
+
 def frame_x(frame: int, frames: int, width: int) -> float:
     """The image column at the middle of CTC frame `frame`."""
     return (frame + 0.5) * width / frames
@@ -145,32 +155,43 @@ class SecondLook(nn.Module):
         if images.shape[1] != 1:
             raise CaptchaStreamError("second look: needs grey images (data.channels = 1)")
         log_probs = self.reader(images)
-        lp = log_probs.detach().float().cpu().numpy()
-        frames, width = lp.shape[0], images.shape[-1]
-        grey = images[:, 0].cpu().numpy()
-        looks: list[tuple[int, Character]] = []
-        crops = []
-        for n in range(lp.shape[1]):
-            chars = characters(lp[:, n])
-            for k, centre in look_centres(chars, self.ids, frames, width, self.peak_to_centre, self.last_gap):
-                looks.append((n, chars[k]))
-                crops.append(crop(grey[n], centre))
-        if not crops:
-            return log_probs
-        with torch.no_grad():
-            logits = self.classifier(normalize(torch.from_numpy(np.stack(crops))[:, None]).to(images.device))
-        second = (logits[:, 0] - logits[:, 1]).float().cpu().tolist()
         a, b = self.ids
         out = log_probs.clone()
-        for (n, char), odds2 in zip(looks, second):
+        for look in self.looks(images, log_probs):
             # The two opinions, summed at the reader's peak, decide the whole run of frames, so the
             # character stays one character; the probability of the pair is kept, only split anew.
-            odds = float(lp[char.peak, n, a] - lp[char.peak, n, b]) + odds2
-            span = slice(char.start, char.stop)
+            odds, n = look.reader_odds + look.classifier_odds, look.image
+            span = slice(look.char.start, look.char.stop)
             pair = torch.logaddexp(out[span, n, a], out[span, n, b])
             out[span, n, a] = pair + nn.functional.logsigmoid(torch.tensor(odds))
             out[span, n, b] = pair + nn.functional.logsigmoid(torch.tensor(-odds))
         return out
+
+    def looks(self, images: torch.Tensor, log_probs: torch.Tensor) -> list[Look]:
+        """The characters of the reader's greedy reading that are one of the two symbols, with both opinions.
+
+        `images` are the grey uint8 (N, 1, H, W) images the reader read, `log_probs` its (T, N, C) output.
+        """
+        lp = log_probs.detach().float().cpu().numpy()
+        frames, width = lp.shape[0], images.shape[-1]
+        grey = images[:, 0].cpu().numpy()
+        a, b = self.ids
+        found: list[tuple[int, int, Character]] = []
+        crops = []
+        for n in range(lp.shape[1]):
+            chars = characters(lp[:, n])
+            for k, centre in look_centres(chars, self.ids, frames, width, self.peak_to_centre, self.last_gap):
+                found.append((n, k, chars[k]))
+                crops.append(crop(grey[n], centre))
+        if not crops:
+            return []
+        with torch.no_grad():
+            logits = self.classifier(normalize(torch.from_numpy(np.stack(crops))[:, None]).to(images.device))
+        second = (logits[:, 0] - logits[:, 1]).float().cpu().tolist()
+        return [
+            Look(n, k, char, float(lp[char.peak, n, a] - lp[char.peak, n, b]), odds2)
+            for (n, k, char), odds2 in zip(found, second)
+        ]
 
 
 def attach(

@@ -39,17 +39,15 @@ from paired_check import mcnemar_p  # noqa: E402
 
 from captcha_stream.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from captcha_stream.errors import CaptchaStreamError  # noqa: E402
-from captcha_stream.folder import FolderDataset, load_image  # noqa: E402
+from captcha_stream.folder import FolderDataset  # noqa: E402
 from captcha_stream.predict import Recognizer  # noqa: E402
 from captcha_stream.preprocess import preprocess_array  # noqa: E402
 from captcha_stream.second_look import (  # noqa: E402
+    Look,
     SecondLook,
     attach,
     characters,
-    crop,
     frame_x,
-    look_centres,
-    normalize,
 )
 
 # Glyph centre minus CTC peak position for characters 1-3 of session 11's classic36 reader, in
@@ -91,30 +89,30 @@ def second_look(
     dataset = FolderDataset(folder, data)
     codec = reader.codec
     zero, oh = (codec.encode(s)[0] for s in ceiling.SYMBOLS)
+    # The package's own second look finds the characters, crops them and asks the classifier.
+    look = SecondLook(reader.model, classifier, (zero, oh), PEAK_TO_CENTRE, last_gap)
     result = {way: Counter() for way in WAYS}
     readings: dict[str, list[str]] = {way: [] for way in WAYS}
     for start in range(0, len(dataset), 250):
         rows = range(start, min(start + 250, len(dataset)))
-        grays = [np.asarray(load_image(dataset.path(i)).convert("L"), dtype=np.int16) for i in rows]
-        batch = np.stack([preprocess_array(Image.fromarray(g.astype(np.uint8)), data) for g in grays])
-        lp = np.asarray(reader.log_probs(batch))
+        images = torch.stack([dataset[i][0] for i in rows])
+        lp = torch.as_tensor(reader.log_probs(images))
+        by_image: dict[int, list[Look]] = {}
+        for x in look.looks(images, lp):
+            by_image.setdefault(x.image, []).append(x)
         for n, i in enumerate(rows):
             label = dataset.rows[i][1]
-            chars = characters(lp[:, n])
-            ids = [c.symbol for c in chars]
-            centres = look_centres(chars, (zero, oh), lp.shape[0], data.width, PEAK_TO_CENTRE, last_gap)
-            looks = [(k, chars[k].peak) for k, _ in centres]
-            crops = [crop(grays[n], centre) for _, centre in centres]
-            if crops:
-                with torch.no_grad():
-                    logits = classifier(normalize(torch.from_numpy(np.stack(crops))[:, None]))
-                second = (logits[:, 0] - logits[:, 1]).tolist()
+            ids = [c.symbol for c in characters(lp[:, n].numpy())]
+            mine = by_image.get(n, [])
             for way in result:
                 read = list(ids)
-                for (k, t), odds2 in zip(looks, second if crops else []):
-                    odds1 = float(lp[t, n, zero] - lp[t, n, oh])
-                    odds = {"reader": odds1, "classifier": odds2, "sum": odds1 + odds2}[way]
-                    read[k] = zero if odds > 0 else oh
+                for x in mine:
+                    odds = {
+                        "reader": x.reader_odds,
+                        "classifier": x.classifier_odds,
+                        "sum": x.reader_odds + x.classifier_odds,
+                    }[way]
+                    read[x.index] = zero if odds > 0 else oh
                 text = codec.decode_ids(read)
                 readings[way].append(text)
                 result[way]["strings"] += 1
@@ -123,7 +121,7 @@ def second_look(
                 first_right = readings["reader"][-1] == label
                 result[way]["right only this way"] += text == label and not first_right
                 result[way]["right only by the reader"] += first_right and text != label
-                result[way]["0/O looked at"] += len(looks)
+                result[way]["0/O looked at"] += len(mine)
                 if len(text) == len(label):
                     swaps = [a in ceiling.SYMBOLS and b in ceiling.SYMBOLS and a != b for a, b in zip(text, label)]
                     result[way]["0/O swaps"] += sum(swaps)
