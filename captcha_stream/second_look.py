@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .codec import BLANK
+from .codec import BLANK, Codec
 from .errors import CaptchaStreamError
 
 CROP_W, CROP_H = 48, 72  # holds the widest classic36 glyph (font size 56) after rotation, warp and squeeze
@@ -235,9 +235,9 @@ def wrap(reader: nn.Module, state: dict[str, Any], charset: str, path: str) -> n
     classifier = glyph_classifier()
     try:
         classifier.load_state_dict(saved["model"])
-        ids = (charset.index(saved["symbols"][0]) + 1, charset.index(saved["symbols"][1]) + 1)
+        first, second = Codec(charset).encode(saved["symbols"])
         peak_to_centre = int(saved["peak_to_centre"])
         last_gap = None if saved.get("last_gap") is None else int(saved["last_gap"])
-    except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as exc:
+    except (KeyError, ValueError, RuntimeError, TypeError, CaptchaStreamError) as exc:
         raise CaptchaStreamError(f"{path}: its second look cannot be read ({exc.__class__.__name__})") from None
-    return SecondLook(reader, classifier.eval(), ids, peak_to_centre, last_gap).eval()
+    return SecondLook(reader, classifier.eval(), (first, second), peak_to_centre, last_gap).eval()
