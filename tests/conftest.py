@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -8,6 +9,30 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # Keep tests on one thread per process: the suite runs on 2 cores beside DataLoader workers.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def docs_script():
+    """Loads a script under docs/ as a module (docs/ is not a package): docs_script("zero_o_ceiling")."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def classic36_set(tmp_path_factory):
+    """40 classic36 captchas exported with seed 8 (the second look's tests read them)."""
+    from captcha_stream.config import load_config
+    from captcha_stream.export import export_set
+
+    data = load_config(ROOT / "configs" / "classic36.yaml").data
+    out = tmp_path_factory.mktemp("sets") / "classic36"
+    return export_set(out, 40, data, seed=8, workers=1, progress=False, log=lambda s: None)
 
 
 @pytest.fixture

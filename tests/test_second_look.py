@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from captcha_stream.checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
-from captcha_stream.config import load_config
 from captcha_stream.errors import CaptchaStreamError
 from captcha_stream.second_look import (
     CROP_H,
@@ -72,15 +71,6 @@ def always(symbol_index):
 
 
 @pytest.fixture(scope="module")
-def small_set(tmp_path_factory):
-    from captcha_stream.export import export_set
-
-    data = load_config(ROOT / "configs" / "classic36.yaml").data
-    out = tmp_path_factory.mktemp("sets") / "classic36"
-    return export_set(out, 32, data, seed=8, workers=1, progress=False, log=lambda s: None)
-
-
-@pytest.fixture(scope="module")
 def with_look(tmp_path_factory):
     """models/classic36.pt with a second look that always answers O."""
     path = tmp_path_factory.mktemp("ck") / "look.pt"
@@ -97,31 +87,31 @@ def read(checkpoint, folder):
     return [p.text for p in reader.predict([str(dataset.path(i)) for i in range(len(dataset))])], reader
 
 
-def test_a_checkpoint_with_a_second_look_reads_through_it(small_set, with_look):
-    plain, _ = read(READER, small_set)
-    looked, reader = read(with_look, small_set)
+def test_a_checkpoint_with_a_second_look_reads_through_it(classic36_set, with_look):
+    plain, _ = read(READER, classic36_set)
+    looked, reader = read(with_look, classic36_set)
     assert isinstance(reader.model, SecondLook)
     # Every 0 before the last character becomes an O; nothing else changes.
     assert looked == ["".join("O" if c == "0" and i < len(t) - 1 else c for i, c in enumerate(t)) for t in plain]
     assert looked != plain  # the set has 0s to change
 
 
-def test_with_a_last_gap_the_last_character_is_looked_at_too(small_set, tmp_path):
+def test_with_a_last_gap_the_last_character_is_looked_at_too(classic36_set, tmp_path):
     path = tmp_path / "look-last.pt"
-    # This time a classifier that always answers 0: the set's strings end in O twice.
+    # This time a classifier that always answers 0: two of the set's strings end in O.
     save_checkpoint(attach(load_checkpoint(READER), always(0).state_dict(), "0O", 6, 41), path, keep_previous=False)
-    plain, _ = read(READER, small_set)
-    looked, _ = read(path, small_set)
+    plain, _ = read(READER, classic36_set)
+    looked, _ = read(path, classic36_set)
     assert looked == [t.replace("O", "0") if len(t) > 1 else t for t in plain]
     assert any(t.endswith("O") for t in plain)
 
 
-def test_the_second_look_only_splits_the_pairs_probability(small_set, with_look):
+def test_the_second_look_only_splits_the_pairs_probability(classic36_set, with_look):
     from captcha_stream.folder import FolderDataset
     from captcha_stream.predict import model_from_checkpoint
 
     look, cfg, _ = model_from_checkpoint(with_look)
-    images = torch.stack([FolderDataset(small_set, cfg.data)[i][0] for i in range(8)])
+    images = torch.stack([FolderDataset(classic36_set, cfg.data)[i][0] for i in range(8)])
     with torch.no_grad():
         before, after = look.reader(images), look(images)
     zero, oh = cfg.data.charset.index("0") + 1, cfg.data.charset.index("O") + 1

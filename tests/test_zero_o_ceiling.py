@@ -1,6 +1,5 @@
 """docs/zero_o_ceiling.py: the 0/O study's glyph makers are seeded and find their glyph."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +9,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "zero_o_ceiling.py"
 
 
 @pytest.fixture(scope="module")
-def study():
-    spec = importlib.util.spec_from_file_location("zero_o_ceiling", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def study(docs_script):
+    return docs_script("zero_o_ceiling")
 
 
 @pytest.mark.parametrize("context", [False, True])

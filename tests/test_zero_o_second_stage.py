@@ -1,6 +1,5 @@
 """docs/zero_o_second_stage.py: the three ways of reading 0/O, and the summed one as the package reads it."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -13,22 +12,11 @@ SCRIPT = ROOT / "docs" / "zero_o_second_stage.py"
 
 
 @pytest.fixture(scope="module")
-def stage():
-    spec = importlib.util.spec_from_file_location("zero_o_second_stage", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def stage(docs_script):
+    return docs_script("zero_o_second_stage")
 
 
-@pytest.fixture(scope="module")
-def small_set(tmp_path_factory, stage):
-    from captcha_stream.export import export_set
-
-    out = tmp_path_factory.mktemp("sets") / "classic36"
-    return export_set(out, 40, stage.ceiling.CLASSIC36, seed=8, workers=1, progress=False, log=lambda s: None)
-
-
-def test_the_summed_way_reads_as_the_packages_second_look(stage, small_set, tmp_path):
+def test_the_summed_way_reads_as_the_packages_second_look(stage, classic36_set, tmp_path):
     from captcha_stream.checkpoint import load_checkpoint, save_checkpoint
     from captcha_stream.folder import FolderDataset
     from captcha_stream.predict import Recognizer
@@ -41,8 +29,8 @@ def test_the_summed_way_reads_as_the_packages_second_look(stage, small_set, tmp_
     classifier[-1].weight.data *= 2000
     shipped = Recognizer.from_checkpoint(ROOT / "models" / "classic36.pt")
     reader = Recognizer(getattr(shipped.model, "reader", shipped.model), shipped.cfg)  # without its second look
-    counts, readings = stage.second_look(reader, classifier, str(small_set))
-    assert readings["reader"] == [p.text for p in reader.predict(sorted_paths(small_set, reader))]
+    counts, readings = stage.second_look(reader, classifier, str(classic36_set))
+    assert readings["reader"] == [p.text for p in reader.predict(sorted_paths(classic36_set, reader))]
     assert counts["reader"]["right only this way"] == counts["reader"]["right only by the reader"] == 0
     assert readings["sum"] != readings["reader"]
 
@@ -51,9 +39,9 @@ def test_the_summed_way_reads_as_the_packages_second_look(stage, small_set, tmp_
     state = attach(reader_state, classifier.state_dict(), "0O", stage.PEAK_TO_CENTRE, stage.LAST_GAP)
     save_checkpoint(state, path, keep_previous=False)
     looked = Recognizer.from_checkpoint(path)
-    assert [p.text for p in looked.predict(sorted_paths(small_set, looked))] == readings["sum"]
+    assert [p.text for p in looked.predict(sorted_paths(classic36_set, looked))] == readings["sum"]
 
-    labels = [label for _, label in FolderDataset(small_set, reader.cfg.data).rows]
+    labels = [label for _, label in FolderDataset(classic36_set, reader.cfg.data).rows]
     by = counts["sum"]
     assert by["right only this way"] == sum(b == y != a for a, b, y in zip(readings["reader"], readings["sum"], labels))
     assert by["right only by the reader"] == sum(
