@@ -132,7 +132,9 @@ def second_look(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reader", required=True, help="the full reader's checkpoint")
-    parser.add_argument("--classifier", default=None, help="weights saved by zero_o_ceiling.py --save")
+    parser.add_argument(
+        "--classifier", default=None, help="weights saved by zero_o_ceiling.py --save, or a checkpoint carrying them"
+    )
     parser.add_argument("--data", action="append", default=[], help="a labelled folder (repeatable)")
     parser.add_argument("--offsets", action="store_true", help="measure glyph centre minus CTC peak instead")
     parser.add_argument(
@@ -159,7 +161,7 @@ def main() -> None:
             parser.error("needs --classifier CK and --data DIR or --attach OUT (or --offsets)")
         if not Path(args.classifier).is_file():
             raise CaptchaStreamError(f"{args.classifier}: classifier weights not found")
-        classifier, _ = ceiling.load_classifier(args.classifier)
+        classifier = ceiling.load_classifier(args.classifier)
         if args.attach:
             last_gap = None if args.leave_last else LAST_GAP
             state = attach(

@@ -103,3 +103,42 @@ def test_pair_says_which_character_it_replaced(study):
         # Characters run left to right, so the glyph's place across the image follows its index.
         expected = (columns.mean() / study.WIDTH) * study.LENGTH
         assert abs(expected - (maker.position + 0.5)) < 1.5
+
+
+def test_initial_weights_come_from_a_save_file_or_a_checkpoints_second_look(study, tmp_path):
+    import argparse
+
+    import torch
+
+    shipped = study.initial_weights("models/classic36.pt")
+    model = study.glyph_classifier()
+    model.load_state_dict(shipped)
+    saved = tmp_path / "classifier.pt"
+    study.save_weights(model, argparse.Namespace(seed=1), {"step": 0}, str(saved))
+    again = study.initial_weights(str(saved))
+    assert all(torch.equal(shipped[k], again[k]) for k in shipped)
+    # and load_classifier reads either kind into the same network
+    crops = torch.randint(0, 256, (4, 1, study.CROP_H, study.CROP_W), dtype=torch.uint8)
+    a = study.classify(study.load_classifier("models/classic36.pt"), crops)
+    b = study.classify(study.load_classifier(str(saved)), crops)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["missing", "not a classifier"])
+def test_bad_init_gets_one_line_before_any_work(kind, tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    path = tmp_path / "init.pt"
+    if kind != "missing":
+        torch.save({"model": {"weight": torch.zeros(2)}}, path)
+    args = ["--context", "--init", str(path), "--val-size", "100000", "--steps", "1"]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=SCRIPT.parents[1], timeout=60
+    )
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert f"--init {path}:" in last and ("no such file" in last or "no glyph classifier" in last)
+    assert "Traceback" not in done.stderr and "held-out set" not in done.stdout
