@@ -417,7 +417,7 @@ def initial_weights(path: str) -> dict:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         weights = saved["second_look"]["model"] if "second_look" in saved else saved["model"]
         glyph_classifier().load_state_dict(weights)
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         raise CaptchaStreamError(f"{path}: no such file") from None
     except (KeyError, TypeError, RuntimeError, pickle.UnpicklingError):
         raise CaptchaStreamError(f"{path}: holds no glyph classifier weights") from None

@@ -124,7 +124,7 @@ def test_initial_weights_come_from_a_save_file_or_a_checkpoints_second_look(stud
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("kind", ["missing", "not a classifier"])
+@pytest.mark.parametrize("kind", ["missing", "a folder", "not a classifier", "not a torch file"])
 def test_bad_init_gets_one_line_before_any_work(kind, tmp_path):
     import subprocess
     import sys
@@ -132,8 +132,12 @@ def test_bad_init_gets_one_line_before_any_work(kind, tmp_path):
     import torch
 
     path = tmp_path / "init.pt"
-    if kind != "missing":
+    if kind == "a folder":
+        path.mkdir()
+    elif kind == "not a classifier":
         torch.save({"model": {"weight": torch.zeros(2)}}, path)
+    elif kind == "not a torch file":
+        path.write_text("label,text\n")
     args = ["--context", "--init", str(path), "--val-size", "100000", "--steps", "1"]
     done = subprocess.run(
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=SCRIPT.parents[1], timeout=60
