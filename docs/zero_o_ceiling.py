@@ -345,7 +345,7 @@ def main() -> None:
     model = glyph_classifier()
     if args.init:
         try:
-            model.load_state_dict(initial_weights(args.init))
+            model = load_classifier(args.init).train()
         except CaptchaStreamError as exc:
             parser.exit(1, f"{parser.prog}: --init {exc}\n")
     t0 = time.time()
@@ -411,23 +411,16 @@ def save_weights(model: nn.Module, args: argparse.Namespace, point: dict, path: 
         torch.save({"model": model.state_dict(), "args": vars(args), "point": point}, tmp)
 
 
-def initial_weights(path: str) -> dict:
-    """Classifier weights from a --save file or from a checkpoint's second look."""
+def load_classifier(path: str) -> nn.Module:
+    """A classifier saved by --save (or a checkpoint's second look), in evaluation mode."""
+    model = glyph_classifier()
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        weights = saved["second_look"]["model"] if "second_look" in saved else saved["model"]
-        glyph_classifier().load_state_dict(weights)
+        model.load_state_dict(saved["second_look"]["model"] if "second_look" in saved else saved["model"])
     except (FileNotFoundError, IsADirectoryError):
         raise CaptchaStreamError(f"{path}: no such file") from None
     except (KeyError, TypeError, RuntimeError, pickle.UnpicklingError):
         raise CaptchaStreamError(f"{path}: holds no glyph classifier weights") from None
-    return weights
-
-
-def load_classifier(path: str) -> nn.Module:
-    """A classifier saved by --save (or a checkpoint's second look), in evaluation mode."""
-    model = glyph_classifier()
-    model.load_state_dict(initial_weights(path))
     return model.eval()
 
 

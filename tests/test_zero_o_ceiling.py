@@ -105,27 +105,33 @@ def test_pair_says_which_character_it_replaced(study):
         assert abs(expected - (maker.position + 0.5)) < 1.5
 
 
-def test_initial_weights_come_from_a_save_file_or_a_checkpoints_second_look(study, tmp_path):
+def test_classifier_weights_come_from_a_save_file_or_a_checkpoints_second_look(study, tmp_path):
     import argparse
 
     import torch
 
-    shipped = study.initial_weights("models/classic36.pt")
-    model = study.glyph_classifier()
-    model.load_state_dict(shipped)
+    shipped = study.load_classifier("models/classic36.pt")
     saved = tmp_path / "classifier.pt"
-    study.save_weights(model, argparse.Namespace(seed=1), {"step": 0}, str(saved))
-    again = study.initial_weights(str(saved))
-    assert all(torch.equal(shipped[k], again[k]) for k in shipped)
-    # and load_classifier reads either kind into the same network
+    study.save_weights(shipped, argparse.Namespace(seed=1), {"step": 0}, str(saved))
+    again = study.load_classifier(str(saved))
+    assert not shipped.training and not again.training
+    weights, weights_again = shipped.state_dict(), again.state_dict()
+    assert all(torch.equal(weights[k], weights_again[k]) for k in weights)
+    # the same network, reading alike
     crops = torch.randint(0, 256, (4, 1, study.CROP_H, study.CROP_W), dtype=torch.uint8)
-    a = study.classify(study.load_classifier("models/classic36.pt"), crops)
-    b = study.classify(study.load_classifier(str(saved)), crops)
-    assert torch.equal(a, b)
+    assert torch.equal(study.classify(shipped, crops), study.classify(again, crops))
 
 
-@pytest.mark.parametrize("kind", ["missing", "a folder", "not a classifier", "not a torch file"])
-def test_bad_init_gets_one_line_before_any_work(kind, tmp_path):
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("missing", "no such file"),
+        ("a folder", "no such file"),
+        ("not a classifier", "holds no glyph classifier weights"),
+        ("not a torch file", "holds no glyph classifier weights"),
+    ],
+)
+def test_bad_init_gets_one_line_before_any_work(kind, message, tmp_path):
     import subprocess
     import sys
 
@@ -144,5 +150,5 @@ def test_bad_init_gets_one_line_before_any_work(kind, tmp_path):
     )
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
-    assert f"--init {path}:" in last and ("no such file" in last or "no glyph classifier" in last)
+    assert last.endswith(f"--init {path}: {message}")
     assert "Traceback" not in done.stderr and "held-out set" not in done.stdout
