@@ -185,6 +185,9 @@ class TrainConfig:
     # examples of those pairs per minute of training, without tilting either pair.
     focus_symbols: str = ""
     focus_weight: float = 1.0
+    # Render this many times the batch each step and train on the batch_size captchas the model
+    # reads worst (highest CTC loss; captcha_stream/hard_examples.py). 1 = off.
+    hard_pool: int = 1
 
     def validate(self, where: str = "train") -> None:
         if self.steps < 1:
@@ -201,6 +204,8 @@ class TrainConfig:
             raise CaptchaStreamError(f"{where}.ema_decay: must be in [0, 1) (0 = off), got {self.ema_decay}")
         if not self.focus_weight > 0.0:
             raise CaptchaStreamError(f"{where}.focus_weight: must be > 0 (1 = uniform), got {self.focus_weight}")
+        if self.hard_pool < 1:
+            raise CaptchaStreamError(f"{where}.hard_pool: must be at least 1 (1 = off), got {self.hard_pool}")
         if len(set(self.focus_symbols)) != len(self.focus_symbols):
             raise CaptchaStreamError(f"{where}.focus_symbols: a symbol repeats in {self.focus_symbols!r}")
         for name in ("log_every", "eval_every", "checkpoint_every", "max_bad_steps"):

@@ -33,6 +33,7 @@ from .errors import CaptchaStreamError
 from .evaluation import load_all, run_eval
 from .export import ensure_set
 from .folder import FolderDataset
+from .hard_examples import hardest
 from .model import CRNN
 from .plot import draw_curve
 from .stream import CaptchaStream, CtcCollate, FolderStream, IndexedStream
@@ -87,7 +88,9 @@ def _worker_init(_: int) -> None:
 
 
 def make_loader(cfg: Config, codec: Codec, start_batch: int, workers: int, pin: bool, rank: int = 0) -> DataLoader:
-    start, block = start_batch * cfg.train.batch_size, cfg.train.batch_size
+    # With hard-example mining each step draws a pool of hard_pool batches from the stream.
+    block = cfg.train.batch_size * cfg.train.hard_pool
+    start = start_batch * block
     stream: IndexedStream
     if cfg.train.train_dir:
         folder = FolderDataset(cfg.train.train_dir, cfg.data, cfg.train.train_labels or None)
@@ -100,7 +103,7 @@ def make_loader(cfg: Config, codec: Codec, start_batch: int, workers: int, pin: 
         )
     return DataLoader(
         stream,
-        batch_size=cfg.train.batch_size,
+        batch_size=block,
         num_workers=workers,
         collate_fn=CtcCollate(codec),
         pin_memory=pin,
@@ -426,6 +429,8 @@ def _train(
                                 "first_labels": labels,
                             }
                         )
+                if cfg.train.hard_pool > 1:
+                    batch = hardest(model, batch, cfg.train.batch_size, device, autocast)
                 images = batch.images.to(device, non_blocking=True)
                 with autocast:
                     log_probs = net(images)

@@ -287,6 +287,12 @@ CASES = [
         "train.focus_weight: must be > 0",
     ),
     (
+        "hard-pool-zero",
+        "train",
+        ["--config", SMOKE, "--set", "train.hard_pool=0", "--run-dir", "r9"],
+        "train.hard_pool: must be at least 1 (1 = off), got 0",
+    ),
+    (
         "focus-with-train-dir",
         "train",
         ["--config", SMOKE, "--set", "train.focus_symbols='0'", "--set", "train.focus_weight=3", "--train-dir", "set"],

@@ -96,8 +96,8 @@ def test_best_is_chosen_on_validation_and_reported_on_test(tmp_path):
     assert again["n"] == cfg.eval.test_size
 
 
-@pytest.mark.parametrize("workers, ema", [(0, 0.0), (2, 0.0), (0, 0.9)])
-def test_resume_equals_uninterrupted(tmp_path, workers, ema):
+@pytest.mark.parametrize("workers, ema, hard_pool", [(0, 0.0, 1), (2, 0.0, 1), (0, 0.9, 1), (0, 0.0, 3)])
+def test_resume_equals_uninterrupted(tmp_path, workers, ema, hard_pool):
     cfg = smoke(
         tmp_path,
         **{
@@ -106,6 +106,7 @@ def test_resume_equals_uninterrupted(tmp_path, workers, ema):
             "train.checkpoint_every": 4,
             "train.num_workers": workers,
             "train.ema_decay": ema,
+            "train.hard_pool": hard_pool,
             "model.dropout": 0.2,
             "model.rnn_layers": 2,
         },
@@ -482,3 +483,34 @@ def test_loader_draws_focus_symbols_more_often(tmp_path):
     share = [sum(ch in "07" for ch in "".join(labels)) / len("".join(labels)) for labels in (plain, focused)]
     # smoke.yaml has 10 digits: 2 of them make a fifth of the symbols, or 18/26 at weight 9.
     assert share[0] < 0.35 and share[1] > 0.55, share
+
+
+def test_hard_pool_loader_draws_pools_that_continue_the_stream(tmp_path):
+    from captcha_stream.codec import Codec
+    from captcha_stream.train import make_loader
+
+    cfg = smoke(tmp_path, **{"train.batch_size": 4, "train.hard_pool": 3})
+    codec = Codec(cfg.data.charset)
+    first_two = iter(make_loader(cfg, codec, 0, 0, False))
+    pool0, pool1 = next(first_two), next(first_two)
+    assert len(pool0.labels) == 12 and len(pool1.labels) == 12
+    # A resumed run restarts its loader at the step count: step 1's pool, not a third of it.
+    assert next(iter(make_loader(cfg, codec, 1, 0, False))).labels == pool1.labels
+    assert pool0.labels != pool1.labels
+
+
+def test_hard_pool_trains_on_the_worst_read_of_each_pool(tmp_path, monkeypatch):
+    import captcha_stream.train as train_module
+
+    picked = []
+    real = train_module.hardest
+
+    def spy(model, pool, keep, device, autocast):
+        batch = real(model, pool, keep, device, autocast)
+        picked.append((len(pool.labels), len(batch.labels)))
+        return batch
+
+    monkeypatch.setattr(train_module, "hardest", spy)
+    cfg = smoke(tmp_path, **{"train.steps": 3, "train.batch_size": 4, "train.hard_pool": 2})
+    quiet_train(cfg)
+    assert picked == [(8, 4)] * 3
