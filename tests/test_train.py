@@ -499,7 +499,8 @@ def test_hard_pool_loader_draws_pools_that_continue_the_stream(tmp_path):
     assert pool0.labels != pool1.labels
 
 
-def test_hard_pool_trains_on_the_worst_read_of_each_pool(tmp_path, monkeypatch):
+@pytest.mark.parametrize("from_folder", [False, True])
+def test_hard_pool_trains_on_the_worst_read_of_each_pool(tmp_path, monkeypatch, from_folder):
     import captcha_stream.train as train_module
 
     picked = []
@@ -512,5 +513,9 @@ def test_hard_pool_trains_on_the_worst_read_of_each_pool(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_module, "hardest", spy)
     cfg = smoke(tmp_path, **{"train.steps": 3, "train.batch_size": 4, "train.hard_pool": 2})
+    if from_folder:
+        # Fewer images than one pool: the folder stream goes round again within it.
+        export_set(tmp_path / "set", 6, cfg.data, seed=0, workers=1, progress=False, log=lambda s: None)
+        cfg.train.train_dir = str(tmp_path / "set")
     quiet_train(cfg)
     assert picked == [(8, 4)] * 3
