@@ -50,7 +50,14 @@ def pick_device(name: str) -> torch.device:
         raise CaptchaStreamError(f"train.device: {name!r} asked for, but no CUDA device is available")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise CaptchaStreamError("train.device: 'mps' asked for, but MPS is not available")
-    return torch.device(name)
+    device = torch.device(name)  # the config check has vetted the spelling
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        # Otherwise the first tensor moved there fails deep inside torch.
+        raise CaptchaStreamError(
+            f"train.device: {name!r} asked for, but there is no CUDA device {device.index} "
+            f"({torch.cuda.device_count()} available)"
+        )
+    return device
 
 
 def default_workers() -> int:
@@ -81,8 +88,12 @@ def make_optimizer(model: torch.nn.Module, cfg: Config, lr_scale: float = 1.0) -
 
 
 def _worker_init(_: int) -> None:
-    # Ctrl-C goes to the whole process group; the trainer decides how to stop, so the
-    # workers must not die first and turn a clean stop into a DataLoader error.
+    # Ctrl-C, `timeout` and `kill -- -PGID` signal the whole process group; the trainer decides
+    # how to stop, so a worker dying first must not turn a clean stop into a DataLoader error.
+    # A group of its own keeps such signals off the worker; it still ends with the trainer (the
+    # loader's shutdown, which needs SIGTERM to work, or its watchdog if the trainer is killed).
+    if hasattr(os, "setpgrp"):  # POSIX only
+        os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
 

@@ -138,6 +138,12 @@ CASES = [
     ),
     ("no-cuda", "train", ["--config", SMOKE, "--device", "cuda:3", "--run-dir", "r2"], "no CUDA device"),
     (
+        "not-a-device",
+        "train",
+        ["--config", SMOKE, "--device", "gpu0", "--run-dir", "r2"],
+        "train.device: must be auto, cpu, cuda, cuda:N or mps, got 'gpu0'",
+    ),
+    (
         "run-dir-under-file",
         "train",
         ["--config", SMOKE, "--run-dir", "afile/run"],

@@ -156,6 +156,29 @@ def test_signals_save_and_exit_nonzero(tmp_path, sig, code):
     assert step == max(logged_steps(tmp_path / "runs/smoke"))
 
 
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_to_the_whole_process_group_stops_cleanly(tmp_path, sig, code):
+    # `timeout`, a terminal's Ctrl-C and batch schedulers signal every process of the job,
+    # DataLoader workers included: a worker dying first must not turn the stop into a crash.
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *TRAIN, "--workers", "2"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        start_new_session=True,
+    )
+    wait_for(lambda: len(logged_steps(tmp_path / "runs/smoke")) >= 4)
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert f"error: stopped by {signal.Signals(sig).name} at step" in err
+    assert "Traceback" not in err and "DataLoader worker" not in err
+    step = load_checkpoint(tmp_path / "runs/smoke/last.pt")["step"]
+    assert step == max(logged_steps(tmp_path / "runs/smoke"))
+
+
 def test_failing_dataloader_worker_is_one_clear_line(tmp_path):
     # A font that passes the start-up check (it exists) but cannot be loaded by the worker.
     font = tmp_path / "broken.ttf"
