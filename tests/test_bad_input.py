@@ -362,3 +362,16 @@ def test_debug_shows_the_traceback(ws, monkeypatch):
     monkeypatch.chdir(ws)
     with pytest.raises(CaptchaStreamError):
         run(evaluate_main, ["--checkpoint", "gone.pt", "--debug"])
+
+
+def test_cuda_index_beyond_the_devices_present(monkeypatch):
+    # A machine with one GPU, asked for the fourth: a config error, not a failure inside torch.
+    from captcha_stream.errors import CaptchaStreamError
+    from captcha_stream.train import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(CaptchaStreamError, match=r"'cuda:3' asked for, but there is no CUDA device 3 \(1 available\)"):
+        pick_device("cuda:3")
+    assert pick_device("cuda:0") == torch.device("cuda", 0)
+    assert pick_device("cuda") == torch.device("cuda")
