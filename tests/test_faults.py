@@ -27,7 +27,7 @@ def script(name, *args, cwd, **kw):
     )
 
 
-def start(name, *args, cwd):
+def start(name, *args, cwd, **kw):
     return subprocess.Popen(
         [sys.executable, str(ROOT / name), *args],
         cwd=cwd,
@@ -35,6 +35,7 @@ def start(name, *args, cwd):
         stderr=subprocess.PIPE,
         text=True,
         env=ENV,
+        **kw,
     )
 
 
@@ -160,15 +161,7 @@ def test_signals_save_and_exit_nonzero(tmp_path, sig, code):
 def test_signal_to_the_whole_process_group_stops_cleanly(tmp_path, sig, code):
     # `timeout`, a terminal's Ctrl-C and batch schedulers signal every process of the job,
     # DataLoader workers included: a worker dying first must not turn the stop into a crash.
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *TRAIN, "--workers", "2"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-        start_new_session=True,
-    )
+    proc = start("train.py", *TRAIN, "--workers", "2", cwd=tmp_path, start_new_session=True)
     wait_for(lambda: len(logged_steps(tmp_path / "runs/smoke")) >= 4)
     os.killpg(proc.pid, sig)
     _, err = proc.communicate(timeout=60)
