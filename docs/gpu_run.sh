@@ -61,6 +61,11 @@ python3 "$root/train.py" --config "$config" --steps "$probe_steps" --run-dir "$p
     > "$out/probe.log" 2>&1 || { tail -20 "$out/probe.log"; exit 1; }
 
 left=$((budget - ($(date +%s) - started) - reserve))
+if [ "$left" -lt 1 ]; then
+    # timeout would read 0 as "no limit" and a negative time as an error: refuse rather than run unguarded.
+    echo "error: the probe used up the budget ($budget s, $reserve s of it reserved); give more seconds" >&2
+    exit 2
+fi
 steps=$(python3 - "$probe_dir/metrics.jsonl" "$left" << 'EOF'
 import json
 import statistics
