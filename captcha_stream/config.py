@@ -220,6 +220,9 @@ class EvalConfig:
     test_dir: str = "data/test"
     test_size: int = 2000
     test_seed: int = 1_000_003
+    # false: training ends without reading the test set, for candidates still to be chosen on
+    # other sets; a number seen before choosing would tempt the choice.
+    final_test: bool = True
     # The frozen validation set training evaluates on and picks best.pt by: a different seed,
     # so the checkpoint is not chosen on the images its accuracy is reported on.
     val_dir: str = "data/val"

@@ -528,6 +528,9 @@ def test_best(
     best_path = run_dir / "best.pt"
     if not best_path.exists():
         return None
+    if not cfg.eval.final_test:
+        log(f"test set not read (eval.final_test: false); once chosen: python evaluate.py --checkpoint {best_path}")
+        return None
     state = load_checkpoint(best_path)
     model, codec = build_model(cfg)
     model.to(device)

@@ -96,6 +96,18 @@ def test_best_is_chosen_on_validation_and_reported_on_test(tmp_path):
     assert again["n"] == cfg.eval.test_size
 
 
+def test_final_test_false_leaves_the_test_set_unread(tmp_path):
+    cfg = smoke(tmp_path, **{"train.steps": 2, "train.eval_every": 2, "eval.final_test": False})
+    said = []
+    result = train(cfg, progress=False, log=said.append)
+    assert result["test"] is None and (tmp_path / "run" / "best.pt").exists()
+    # Not even exported: a candidate still to be chosen elsewhere has seen nothing of it.
+    assert not (tmp_path / "test").exists()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert not [r for r in records if r.get("event") == "test"]
+    assert any("eval.final_test: false" in line for line in said), said
+
+
 @pytest.mark.parametrize("workers, ema, hard_pool", [(0, 0.0, 1), (2, 0.0, 1), (0, 0.9, 1), (0, 0.0, 3)])
 def test_resume_equals_uninterrupted(tmp_path, workers, ema, hard_pool):
     cfg = smoke(
