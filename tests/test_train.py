@@ -28,13 +28,13 @@ def smoke(tmp_path, **overrides):
     return load_config(SMOKE, {**base, **overrides})
 
 
+def logged(run_dir):
+    """Every record of the run's metrics.jsonl, in order."""
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
 def losses(run_dir):
-    out = {}
-    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        if "loss" in rec:
-            out[rec["step"]] = rec["loss"]
-    return out
+    return {rec["step"]: rec["loss"] for rec in logged(run_dir) if "loss" in rec}
 
 
 def quiet_train(cfg, **kw):
@@ -77,7 +77,7 @@ def test_best_is_chosen_on_validation_and_reported_on_test(tmp_path):
     result = quiet_train(cfg)
     assert read_meta(tmp_path / "val")["seed"] == cfg.eval.val_seed
     assert read_meta(tmp_path / "test")["seed"] == cfg.eval.test_seed != cfg.eval.val_seed
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    records = logged(tmp_path / "run")
     evals = {r["step"]: r["eval"]["full_string_accuracy"] for r in records if "eval" in r}
     assert sorted(evals) == [2, 4, 6]
     best = load_checkpoint(tmp_path / "run" / "best.pt")
@@ -103,7 +103,7 @@ def test_final_test_false_leaves_the_test_set_unread(tmp_path):
     assert result["test"] is None and (tmp_path / "run" / "best.pt").exists()
     # Not even exported: a candidate still to be chosen elsewhere has seen nothing of it.
     assert not (tmp_path / "test").exists()
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    records = logged(tmp_path / "run")
     assert not [r for r in records if r.get("event") == "test"]
     assert any("eval.final_test: false" in line for line in said), said
 
@@ -240,7 +240,7 @@ def test_weight_average_is_evaluated_saved_and_served(tmp_path):
 
     cfg = smoke(tmp_path, **{"train.steps": 6, "train.eval_every": 3, "train.ema_decay": 0.9})
     quiet_train(cfg)
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    records = logged(tmp_path / "run")
     evals = [r for r in records if "eval" in r]
     assert [r["step"] for r in evals] == [3, 6] and all("eval_raw" in r for r in evals)
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
