@@ -13,6 +13,17 @@ from .errors import CaptchaStreamError
 BLANK = 0
 
 
+def sequence_losses(log_probs: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+    """Each sequence's CTC loss (N,) over all T frames of `log_probs` (T, N, C), in float32.
+
+    A target no path of the frames can spell (too long) gets an infinite loss.
+    """
+    input_lengths = torch.full_like(target_lengths, log_probs.shape[0])
+    return torch.nn.functional.ctc_loss(
+        log_probs.float(), targets, input_lengths, target_lengths, blank=BLANK, reduction="none"
+    )
+
+
 class Codec:
     """Maps symbols to ids 1..len(charset); id 0 is the CTC blank."""
 

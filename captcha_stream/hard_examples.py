@@ -16,6 +16,7 @@ import contextlib
 import torch
 from torch import nn
 
+from .codec import sequence_losses
 from .stream import Batch
 
 
@@ -33,10 +34,7 @@ def sample_losses(
         with torch.no_grad(), autocast:
             log_probs = model(batch.images.to(device, non_blocking=True))
         lengths = batch.target_lengths.to(device)
-        input_lengths = torch.full_like(lengths, log_probs.shape[0])
-        losses = nn.functional.ctc_loss(
-            log_probs.float(), batch.targets.to(device), input_lengths, lengths, blank=0, reduction="none"
-        )
+        losses = sequence_losses(log_probs, batch.targets.to(device), lengths)
     finally:
         model.train(was_training)
     return (losses / lengths.clamp(min=1)).cpu()

@@ -39,23 +39,25 @@ from .plot import draw_curve
 from .stream import CaptchaStream, CtcCollate, FolderStream, IndexedStream
 
 
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device("mps" if _mps_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise CaptchaStreamError(f"train.device: {name!r} asked for, but no CUDA device is available")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if name == "mps" and not _mps_available():
         raise CaptchaStreamError("train.device: 'mps' asked for, but MPS is not available")
     device = torch.device(name)  # the config check has vetted the spelling
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and device.index is not None and device.index >= count:
         # Otherwise the first tensor moved there fails deep inside torch.
         raise CaptchaStreamError(
-            f"train.device: {name!r} asked for, but there is no CUDA device {device.index} "
-            f"({torch.cuda.device_count()} available)"
+            f"train.device: {name!r} asked for, but there is no CUDA device {device.index} ({count} available)"
         )
     return device
 

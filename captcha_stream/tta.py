@@ -13,9 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .codec import Codec
+from .codec import Codec, sequence_losses
 
 
 def shifts_for(offsets: Sequence[int]) -> list[int]:
@@ -62,10 +61,8 @@ def agree(
         target_lengths = torch.tensor([len(t) for t in targets])
         score = torch.zeros(len(candidates), dtype=torch.float64)
         for view in views:
-            frames = torch.as_tensor(view).float()[:, index]
-            input_lengths = torch.full((len(candidates),), frames.shape[0])
             # An answer no path of this view can spell (too long) gets an infinite loss: it loses.
-            score -= F.ctc_loss(frames, flat, input_lengths, target_lengths, reduction="none").double()
+            score -= sequence_losses(torch.as_tensor(view)[:, index], flat, target_lengths).double()
         for (i, text), s in zip(candidates, (score / len(views)).tolist()):
             fits = lengths is None or lengths[0] <= len(text) <= lengths[1]
             key = (fits, s, text)

@@ -342,12 +342,13 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    model = glyph_classifier()
     if args.init:
         try:
             model = load_classifier(args.init).train()
         except CaptchaStreamError as exc:
             parser.exit(1, f"{parser.prog}: --init {exc}\n")
+    else:
+        model = glyph_classifier()
     t0 = time.time()
     val_images, val_labels = make_set(derive_seed(args.seed, 10**6), args.val_size, args.context, args.jitter)
     print(f"held-out set: {args.val_size} glyphs in {time.time() - t0:.0f} s", flush=True)
