@@ -15,7 +15,9 @@ Reading exported sets with and without it, paired image by image (exact McNemar 
     python docs/denoise.py --denoiser runs/denoise/denoiser.pt --reader models/classic36.pt \
         --data data/val-classic36 --data data/fresh-classic36 ...
 
-`--sheet FILE` with `--denoiser` draws held-out captchas: noisy, denoised, clean.
+`--clean-seeds S1,S2,...` instead of `--denoiser` reads the sets drawn again from their export seeds
+without the noise: what a perfect denoiser would give. `--sheet FILE` with `--denoiser` draws held-out
+captchas: noisy, denoised, clean.
 Written for issue 8 (session 19); results in models/README.md, "classic36 in session 19".
 """
 
@@ -177,30 +179,51 @@ def load_denoiser(path: str) -> nn.Module:
     return model.eval()
 
 
+def cleaned_images(
+    args: argparse.Namespace, data: DataConfig, gray: list[np.ndarray], labels: list[str], k: int
+) -> list[np.ndarray]:
+    """Folder k's images as the reader will get them: denoised, or drawn again without noise (--clean-seeds)."""
+    if not args.clean_seeds:
+        return list(denoise(args.model, torch.from_numpy(np.stack(gray))[:, None])[:, 0].numpy())
+    quiet, seed = quiet_renderer(data), args.clean_seeds[k]
+    out = []
+    for i, label in enumerate(labels):
+        image, drawn = quiet.sample_at(seed, i)
+        if drawn != label:
+            raise CaptchaStreamError(
+                f"{args.data[k]}: image {i} is {label!r}, seed {seed} draws {drawn!r}: wrong seed?"
+            )
+        out.append(np.asarray(image.convert("L")))
+    return out
+
+
 def read(args: argparse.Namespace) -> None:
-    """The reader on each folder as exported and denoised; paired counts and McNemar over all."""
-    model = load_denoiser(args.denoiser)
+    """The reader on each folder as exported and cleaned; paired counts and McNemar over all."""
     reader = Recognizer.from_checkpoint(args.reader)
-    only_plain = only_denoised = 0
-    for folder in args.data:
+    if not args.clean_seeds:
+        args.model = load_denoiser(args.denoiser)
+    elif len(args.clean_seeds) != len(args.data):
+        raise CaptchaStreamError(f"--clean-seeds: {len(args.clean_seeds)} seeds for {len(args.data)} --data folders")
+    only_plain = only_cleaned = 0
+    for k, folder in enumerate(args.data):
         dataset = FolderDataset(folder, reader.cfg.data)
         labels = [label for _, label in dataset.rows]
         gray = [np.asarray(Image.open(dataset.path(i)).convert("L")) for i in range(len(dataset))]
-        cleaned = denoise(model, torch.from_numpy(np.stack(gray))[:, None])[:, 0].numpy()
+        cleaned = cleaned_images(args, reader.cfg.data, gray, labels, k)
         right = {}
-        for kind, arrays in (("plain", gray), ("denoised", list(cleaned))):
+        for kind, arrays in (("plain", gray), ("cleaned", cleaned)):
             preds = reader.predict([Image.fromarray(a, mode="L") for a in arrays])
             right[kind] = [p.text == t for p, t in zip(preds, labels)]
-        a = sum(p and not d for p, d in zip(right["plain"], right["denoised"]))
-        b = sum(d and not p for p, d in zip(right["plain"], right["denoised"]))
-        only_plain, only_denoised = only_plain + a, only_denoised + b
+        a = sum(p and not d for p, d in zip(right["plain"], right["cleaned"]))
+        b = sum(d and not p for p, d in zip(right["plain"], right["cleaned"]))
+        only_plain, only_cleaned = only_plain + a, only_cleaned + b
         print(
-            f"{folder}: wrong as exported {right['plain'].count(False)}, denoised {right['denoised'].count(False)}; "
-            f"only exported right {a}, only denoised right {b}",
+            f"{folder}: wrong as exported {right['plain'].count(False)}, cleaned {right['cleaned'].count(False)}; "
+            f"only exported right {a}, only cleaned right {b}",
             flush=True,
         )
-    p = mcnemar_p(only_plain, only_denoised)
-    print(f"all: only exported right {only_plain}, only denoised right {only_denoised}; exact McNemar p = {p:.4f}")
+    p = mcnemar_p(only_plain, only_cleaned)
+    print(f"all: only exported right {only_plain}, only cleaned right {only_cleaned}; exact McNemar p = {p:.4f}")
 
 
 def sheet(args: argparse.Namespace, data: DataConfig, path: str, rows: int = 8) -> None:
@@ -234,15 +257,20 @@ def main() -> None:
     parser.add_argument("--denoiser", help="a saved denoiser: read --data with it, or draw --sheet")
     parser.add_argument("--reader", help="with --denoiser: the checkpoint that reads")
     parser.add_argument("--data", action="append", help="with --reader: a labelled folder (repeatable)")
+    parser.add_argument(
+        "--clean-seeds",
+        type=lambda text: [int(seed) for seed in text.split(",")],
+        help="with --reader, instead of --denoiser: the --data sets' export seeds (S1,S2,...), to read them noise-free",
+    )
     parser.add_argument("--sheet", help="with --denoiser: a PNG of held-out captchas, noisy / denoised / clean")
     args = parser.parse_args()
     try:
         data = load_config(args.config).data
         if args.denoiser and args.sheet:
             sheet(args, data, args.sheet)
-        if args.denoiser and args.reader:
-            if not args.data:
-                parser.error("--reader needs --data DIR (repeatable)")
+        if args.reader:
+            if not args.data or not (args.denoiser or args.clean_seeds):
+                parser.error("--reader needs --data DIR (repeatable) and --denoiser or --clean-seeds")
             read(args)
         elif not args.denoiser:
             train(args, data)
