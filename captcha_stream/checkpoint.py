@@ -114,14 +114,17 @@ def slim_checkpoint(
     dst: str | os.PathLike[str],
     overrides: dict[str, Any] | None = None,
     second_look: bool = True,
+    denoiser: bool = True,
 ) -> Path:
     """A copy of `src` with only what reading captchas needs (no optimizer): for shipping.
 
     `overrides` (dotted keys) change the copy's config, checked as any config is.
-    `second_look=False` leaves out a second look (captcha_stream/second_look.py): the reader alone.
+    `second_look=False` leaves out a second look (captcha_stream/second_look.py), `denoiser=False`
+    a denoiser (captcha_stream/denoiser.py): both, and the copy is the reader alone.
     """
     state = load_checkpoint(src)
-    names = ("config", "charset", "step", "best_accuracy", "elapsed") + (("second_look",) if second_look else ())
+    names = ("config", "charset", "step", "best_accuracy", "elapsed")
+    names += (("second_look",) if second_look else ()) + (("denoiser",) if denoiser else ())
     keep = {k: state[k] for k in names if k in state}
     if overrides:
         keep["config"] = merge(state["config"], overrides)

@@ -375,14 +375,21 @@ def slim_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--without-second-look",
         action="store_true",
-        help="leave out the checkpoint's second look (the reader alone, e.g. for ONNX export)",
+        help="leave out the checkpoint's second look (e.g. for ONNX export)",
+    )
+    parser.add_argument(
+        "--without-denoiser",
+        action="store_true",
+        help="leave out the checkpoint's denoiser (with --without-second-look: the reader alone)",
     )
     args = parser.parse_args(argv)
     overrides = dict(parse_override(s) for s in args.set)
     for key in overrides:
         if not key.startswith("eval."):
             raise CaptchaStreamError(f"--set {key}: slim changes only eval.* settings (the weights fix the rest)")
-    out = slim_checkpoint(args.src, args.dst, overrides, second_look=not args.without_second_look)
+    out = slim_checkpoint(
+        args.src, args.dst, overrides, second_look=not args.without_second_look, denoiser=not args.without_denoiser
+    )
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 

@@ -44,7 +44,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
     if "second_look" in state:
         raise CaptchaStreamError(
             f"{checkpoint}: has a second look (captcha_stream/second_look.py), which ONNX cannot carry; "
-            "export the reader alone: python -m captcha_stream slim CK READER.pt --without-second-look"
+            "export without it: python -m captcha_stream slim CK READER.pt --without-second-look"
         )
     out = Path(out)
     dummy = torch.zeros(1, cfg.data.channels, cfg.data.height, cfg.data.width, dtype=torch.uint8)

@@ -14,6 +14,7 @@ from PIL import Image
 from .checkpoint import inference_weights, load_checkpoint
 from .codec import Codec
 from .config import Config, check_tta, config_from_dict
+from .denoiser import wrap as wrap_denoiser
 from .errors import CaptchaStreamError
 from .folder import load_image
 from .model import CRNN
@@ -32,7 +33,8 @@ class Prediction(NamedTuple):
 def model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, Config, dict[str, Any]]:
     """Rebuild the model and its config from a checkpoint file alone.
 
-    The model is a `CRNN`, or a `SecondLook` around one when the checkpoint carries a second look.
+    The model is a `CRNN`, or a `SecondLook` around one when the checkpoint carries a second look,
+    with a `Denoised` in front when it carries a denoiser.
     """
     state = load_checkpoint(path)
     try:
@@ -46,7 +48,8 @@ def model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[torch.nn.Module
     except RuntimeError:
         raise CaptchaStreamError(f"{path}: model weights do not match the config stored with them") from None
     model.eval()
-    return wrap(model, state, cfg.data.charset, str(path)), cfg, state
+    model = wrap(model, state, cfg.data.charset, str(path))
+    return wrap_denoiser(model, state, str(path)), cfg, state
 
 
 def to_image(item: ImageLike) -> Image.Image:

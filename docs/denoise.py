@@ -16,7 +16,9 @@ Reading exported sets with and without it, paired image by image (exact McNemar 
         --data data/val-classic36 --data data/fresh-classic36 ...
 
 `--clean-seeds S1,S2,...` instead of `--denoiser` reads the sets drawn again from their export seeds
-without the noise: what a perfect denoiser would give. `--sheet FILE` with `--denoiser` draws held-out
+without the noise: what a perfect denoiser would give. `--attach OUT` with `--denoiser` and `--reader`
+writes the reader's checkpoint with the denoiser in front of it (captcha_stream/denoiser.py):
+evaluate.py and Recognizer then read denoised images. `--sheet FILE` with `--denoiser` draws held-out
 captchas: noisy, denoised, clean.
 Written for issue 8 (session 19); results in models/README.md, "classic36 in session 19".
 """
@@ -44,34 +46,13 @@ from paired_check import mcnemar_p  # noqa: E402
 from zero_o_ceiling import quiet_renderer  # noqa: E402
 
 from captcha_stream.atomic import replacing  # noqa: E402
+from captcha_stream.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from captcha_stream.config import DataConfig, load_config  # noqa: E402
+from captcha_stream.denoiser import Denoiser, attach  # noqa: E402
 from captcha_stream.errors import CaptchaStreamError  # noqa: E402
 from captcha_stream.folder import FolderDataset  # noqa: E402
 from captcha_stream.predict import Recognizer  # noqa: E402
 from captcha_stream.render import Renderer, derive_seed  # noqa: E402
-
-
-class Denoiser(nn.Module):
-    """A full-resolution residual CNN: the image minus what it takes to be noise.
-
-    No normalisation layers (session 13: BatchNorm's running statistics tipped a one-pixel cue).
-    Dilations 1-2-4-8-1 give a 35-pixel receptive field: enough to see that a one-pixel arc or a
-    3-pixel dot is not part of a glyph's stroke, which is several pixels wide at 170x80.
-    """
-
-    def __init__(self, width: int = 24) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(1, width, 3, padding=1), nn.ReLU()]
-        for dilation in (1, 2, 4, 8, 1):
-            layers += [nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation), nn.ReLU()]
-        layers.append(nn.Conv2d(width, 1, 3, padding=1))
-        self.body = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 or [0, 1] float (N, 1, H, W) -> [0, 1] float of the same shape."""
-        if x.dtype == torch.uint8:
-            x = x.float() / 255
-        return (x + self.body(x)).clamp(0, 1)
 
 
 def render_pair(plain: Renderer, quiet: Renderer, seed: int, index: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -113,11 +94,10 @@ def held_out(data: DataConfig, seed: int, n: int) -> tuple[torch.Tensor, torch.T
 
 
 @torch.no_grad()
-def denoise(model: nn.Module, images: torch.Tensor, batch: int = 200) -> torch.Tensor:
+def denoise(model: Denoiser, images: torch.Tensor, batch: int = 200) -> torch.Tensor:
     """uint8 (N, 1, H, W) -> denoised uint8, in evaluation mode."""
     model.eval()
-    out = [model(images[i : i + batch]).mul(255).round().to(torch.uint8) for i in range(0, len(images), batch)]
-    return torch.cat(out)
+    return torch.cat([model.clean(images[i : i + batch]) for i in range(0, len(images), batch)])
 
 
 def errors(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
@@ -169,7 +149,7 @@ def train(args: argparse.Namespace, data: DataConfig) -> None:
             tmp.write_text(json.dumps({"args": vars(args), "curve": curve}, indent=1))
 
 
-def load_denoiser(path: str) -> nn.Module:
+def load_denoiser(path: str) -> Denoiser:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except (FileNotFoundError, IsADirectoryError):
@@ -226,6 +206,13 @@ def read(args: argparse.Namespace) -> None:
     print(f"all: only exported right {only_plain}, only cleaned right {only_cleaned}; exact McNemar p = {p:.4f}")
 
 
+def attach_to(args: argparse.Namespace) -> None:
+    """Write the reader's checkpoint with the denoiser in front of it (captcha_stream/denoiser.py)."""
+    model = load_denoiser(args.denoiser)
+    state = attach(load_checkpoint(args.reader), model.state_dict(), model.width)
+    print(f"wrote {save_checkpoint(state, args.attach, keep_previous=False)}")
+
+
 def sheet(args: argparse.Namespace, data: DataConfig, path: str, rows: int = 8) -> None:
     """Held-out captchas in three columns: noisy, denoised, clean."""
     model = load_denoiser(args.denoiser)
@@ -262,13 +249,18 @@ def main() -> None:
         type=lambda text: [int(seed) for seed in text.split(",")],
         help="with --reader, instead of --denoiser: the --data sets' export seeds (S1,S2,...), to read them noise-free",
     )
+    parser.add_argument("--attach", metavar="OUT", help="write --reader's checkpoint with --denoiser in front to OUT")
     parser.add_argument("--sheet", help="with --denoiser: a PNG of held-out captchas, noisy / denoised / clean")
     args = parser.parse_args()
     try:
         data = load_config(args.config).data
         if args.denoiser and args.sheet:
             sheet(args, data, args.sheet)
-        if args.reader:
+        if args.attach:
+            if not (args.denoiser and args.reader):
+                parser.error("--attach needs --denoiser and --reader")
+            attach_to(args)
+        elif args.reader:
             if not args.data or not (args.denoiser or args.clean_seeds):
                 parser.error("--reader needs --data DIR (repeatable) and --denoiser or --clean-seeds")
             read(args)
