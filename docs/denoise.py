@@ -190,10 +190,17 @@ def read(args: argparse.Namespace) -> None:
         labels = [label for _, label in dataset.rows]
         gray = [np.asarray(Image.open(dataset.path(i)).convert("L")) for i in range(len(dataset))]
         cleaned = cleaned_images(args, reader.cfg.data, gray, labels, k)
-        right = {}
+        right, texts = {}, {}
         for kind, arrays in (("plain", gray), ("cleaned", cleaned)):
-            preds = reader.predict([Image.fromarray(a, mode="L") for a in arrays])
-            right[kind] = [p.text == t for p, t in zip(preds, labels)]
+            texts[kind] = [p.text for p in reader.predict([Image.fromarray(a, mode="L") for a in arrays])]
+            right[kind] = [p == t for p, t in zip(texts[kind], labels)]
+        if args.show:
+            for i, label in enumerate(labels):
+                if right["plain"][i] != right["cleaned"][i]:
+                    print(
+                        f"  {dataset.path(i).name}: {label}, read {texts['plain'][i]} as exported, "
+                        f"{texts['cleaned'][i]} cleaned"
+                    )
         a = sum(p and not d for p, d in zip(right["plain"], right["cleaned"]))
         b = sum(d and not p for p, d in zip(right["plain"], right["cleaned"]))
         only_plain, only_cleaned = only_plain + a, only_cleaned + b
@@ -249,6 +256,7 @@ def main() -> None:
         type=lambda text: [int(seed) for seed in text.split(",")],
         help="with --reader, instead of --denoiser: the --data sets' export seeds (S1,S2,...), to read them noise-free",
     )
+    parser.add_argument("--show", action="store_true", help="with --reader: list the strings only one way reads right")
     parser.add_argument("--attach", metavar="OUT", help="write --reader's checkpoint with --denoiser in front to OUT")
     parser.add_argument("--sheet", help="with --denoiser: a PNG of held-out captchas, noisy / denoised / clean")
     args = parser.parse_args()
