@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from captcha_stream import metrics  # noqa: E402
 from captcha_stream.checkpoint import slim_checkpoint  # noqa: E402
 from captcha_stream.cli import find_checkpoint  # noqa: E402
+from captcha_stream.denoiser import Denoised  # noqa: E402
 from captcha_stream.export import ensure_set  # noqa: E402
 from captcha_stream.folder import FolderDataset, load_image  # noqa: E402
 from captcha_stream.predict import Recognizer  # noqa: E402
@@ -72,11 +73,16 @@ def main() -> None:
     truths = [ds.rows[i][1] for i in range(n)]
 
     readers = {"pytorch": lambda batch: [p.text for p in torch_reader.predict(batch, batch_size=args.batch)]}
-    # A second look (captcha_stream/second_look.py) is measured against the reader inside it, and
-    # ONNX, which cannot carry it, exports that reader alone.
-    second_look = isinstance(torch_reader.model, SecondLook)
+    # A denoiser (captcha_stream/denoiser.py) and a second look (captcha_stream/second_look.py) are
+    # measured against what they wrap; ONNX, which cannot carry a second look, exports without it.
+    model = torch_reader.model
+    inner = model.reader if isinstance(model, Denoised) else model
+    second_look = isinstance(inner, SecondLook)
+    if inner is not model:
+        plain = Recognizer(inner, cfg)
+        readers["pytorch, no denoiser"] = lambda batch: [p.text for p in plain.predict(batch, batch_size=args.batch)]
     if second_look:
-        alone = Recognizer(torch_reader.model.reader, cfg)
+        alone = Recognizer(inner.reader, cfg)
         readers["pytorch, reader alone"] = lambda batch: [p.text for p in alone.predict(batch, batch_size=args.batch)]
     try:
         from captcha_stream.onnx_export import export_onnx
@@ -85,7 +91,7 @@ def main() -> None:
         onnx_path = tmp / "model.onnx"
         export_onnx(slim_checkpoint(ckpt, tmp / "reader.pt", second_look=False) if second_look else ckpt, onnx_path)
         onnx_reader = Recognizer.from_checkpoint(onnx_path)
-        name = "onnxruntime, reader alone" if second_look else "onnxruntime"
+        name = "onnxruntime, no second look" if second_look else "onnxruntime"
         readers[name] = lambda batch: [p.text for p in onnx_reader.predict(batch, batch_size=args.batch)]
     except Exception as exc:  # noqa: BLE001 - the extra is optional; say why it is missing
         print(f"ONNX Runtime skipped: {exc}", file=sys.stderr)
