@@ -35,6 +35,15 @@ def classic36_set(tmp_path_factory):
     return export_set(out, 40, data, seed=8, workers=1, progress=False, log=lambda s: None)
 
 
+@pytest.fixture(scope="session")
+def classic36_reader(tmp_path_factory):
+    """models/classic36.pt without its denoiser: the reader and its second look, for tests that add their own."""
+    from captcha_stream.checkpoint import slim_checkpoint
+
+    out = tmp_path_factory.mktemp("reader") / "classic36-reader.pt"
+    return slim_checkpoint(ROOT / "models" / "classic36.pt", out, denoiser=False)
+
+
 @pytest.fixture
 def small_data():
     from captcha_stream.config import DataConfig

@@ -11,7 +11,6 @@ from captcha_stream.errors import CaptchaStreamError
 from captcha_stream.second_look import SecondLook
 
 ROOT = Path(__file__).resolve().parents[1]
-READER = ROOT / "models" / "classic36.pt"
 
 
 def constant(residual):
@@ -22,7 +21,7 @@ def constant(residual):
     return model.eval()
 
 
-def with_denoiser(path, residual, source=READER):
+def with_denoiser(path, residual, source):
     save_checkpoint(attach(load_checkpoint(source), constant(residual).state_dict(), 4), path, keep_previous=False)
     return path
 
@@ -36,14 +35,14 @@ def read(checkpoint, folder):
     return [p.text for p in reader.predict([str(dataset.path(i)) for i in range(len(dataset))])], reader
 
 
-def test_the_reader_reads_what_the_denoiser_makes(classic36_set, tmp_path):
-    plain, _ = read(READER, classic36_set)
-    same, reader = read(with_denoiser(tmp_path / "identity.pt", 0.0), classic36_set)
+def test_the_reader_reads_what_the_denoiser_makes(classic36_set, classic36_reader, tmp_path):
+    plain, _ = read(classic36_reader, classic36_set)
+    same, reader = read(with_denoiser(tmp_path / "identity.pt", 0.0, classic36_reader), classic36_set)
     # In front of everything, the second look included: its crops come from the denoised image.
     assert isinstance(reader.model, Denoised) and isinstance(reader.model.reader, SecondLook)
     assert same == plain
     # A denoiser that makes every image white: every captcha reads the same, whatever it shows.
-    white, _ = read(with_denoiser(tmp_path / "white.pt", 2.0), classic36_set)
+    white, _ = read(with_denoiser(tmp_path / "white.pt", 2.0, classic36_reader), classic36_set)
     assert len(set(white)) == 1 and len(set(plain)) == len(plain)
 
 
@@ -53,8 +52,15 @@ def test_clean_gives_the_bytes_of_an_image(tmp_path):
     assert torch.equal(constant(2.0).clean(images), torch.full_like(images, 255))
 
 
-def test_slim_keeps_the_denoiser_unless_told_and_onnx_carries_it(classic36_set, tmp_path):
-    checkpoint = with_denoiser(tmp_path / "d.pt", 2.0)
+def test_the_shipped_classic36_carries_a_denoiser():
+    from captcha_stream.predict import Recognizer
+
+    model = Recognizer.from_checkpoint(ROOT / "models" / "classic36.pt").model
+    assert isinstance(model, Denoised) and isinstance(model.reader, SecondLook)
+
+
+def test_slim_keeps_the_denoiser_unless_told_and_onnx_carries_it(classic36_set, classic36_reader, tmp_path):
+    checkpoint = with_denoiser(tmp_path / "d.pt", 2.0, classic36_reader)
     assert "denoiser" in load_checkpoint(slim_checkpoint(checkpoint, tmp_path / "slim.pt"))
     alone = slim_checkpoint(checkpoint, tmp_path / "alone.pt", second_look=False, denoiser=False)
     assert not {"denoiser", "second_look"} & set(load_checkpoint(alone))
@@ -69,8 +75,8 @@ def test_slim_keeps_the_denoiser_unless_told_and_onnx_carries_it(classic36_set, 
     assert len(set(texts)) == 1  # the white denoiser went into the ONNX graph too
 
 
-def test_bad_denoisers_get_one_line(tmp_path):
-    state = load_checkpoint(READER)
+def test_bad_denoisers_get_one_line(tmp_path, classic36_reader):
+    state = load_checkpoint(classic36_reader)
     rgb = {**state, "config": {**state["config"], "data": {**state["config"]["data"], "channels": 3}}}
     with pytest.raises(CaptchaStreamError, match="grey images"):
         attach(rgb, constant(0.0).state_dict(), 4)

@@ -1,7 +1,5 @@
 """captcha_stream/second_look.py: a glyph classifier's second opinion on two symbols a reader confuses."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -19,9 +17,6 @@ from captcha_stream.second_look import (
     glyph_classifier,
     look_centres,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-READER = ROOT / "models" / "classic36.pt"
 
 
 def log_probs(path, peaks, classes=4):
@@ -71,10 +66,11 @@ def always(symbol_index):
 
 
 @pytest.fixture(scope="module")
-def with_look(tmp_path_factory):
-    """models/classic36.pt with a second look that always answers O."""
+def with_look(tmp_path_factory, classic36_reader):
+    """models/classic36.pt's reader with a second look that always answers O."""
     path = tmp_path_factory.mktemp("ck") / "look.pt"
-    save_checkpoint(attach(load_checkpoint(READER), always(1).state_dict(), "0O", 6), path, keep_previous=False)
+    state = attach(load_checkpoint(classic36_reader), always(1).state_dict(), "0O", 6)
+    save_checkpoint(state, path, keep_previous=False)
     return path
 
 
@@ -87,8 +83,8 @@ def read(checkpoint, folder):
     return [p.text for p in reader.predict([str(dataset.path(i)) for i in range(len(dataset))])], reader
 
 
-def test_a_checkpoint_with_a_second_look_reads_through_it(classic36_set, with_look):
-    plain, _ = read(READER, classic36_set)
+def test_a_checkpoint_with_a_second_look_reads_through_it(classic36_set, classic36_reader, with_look):
+    plain, _ = read(classic36_reader, classic36_set)
     looked, reader = read(with_look, classic36_set)
     assert isinstance(reader.model, SecondLook)
     # Every 0 before the last character becomes an O; nothing else changes.
@@ -96,11 +92,12 @@ def test_a_checkpoint_with_a_second_look_reads_through_it(classic36_set, with_lo
     assert looked != plain  # the set has 0s to change
 
 
-def test_with_a_last_gap_the_last_character_is_looked_at_too(classic36_set, tmp_path):
+def test_with_a_last_gap_the_last_character_is_looked_at_too(classic36_set, classic36_reader, tmp_path):
     path = tmp_path / "look-last.pt"
     # This time a classifier that always answers 0: two of the set's strings end in O.
-    save_checkpoint(attach(load_checkpoint(READER), always(0).state_dict(), "0O", 6, 41), path, keep_previous=False)
-    plain, _ = read(READER, classic36_set)
+    state = attach(load_checkpoint(classic36_reader), always(0).state_dict(), "0O", 6, 41)
+    save_checkpoint(state, path, keep_previous=False)
+    plain, _ = read(classic36_reader, classic36_set)
     looked, _ = read(path, classic36_set)
     assert looked == [t.replace("O", "0") if len(t) > 1 else t for t in plain]
     assert any(t.endswith("O") for t in plain)
@@ -134,8 +131,8 @@ def test_slim_keeps_the_second_look_unless_told_and_onnx_refuses_it(tmp_path, wi
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_bad_second_looks_get_one_line(tmp_path):
-    state = load_checkpoint(READER)
+def test_bad_second_looks_get_one_line(tmp_path, classic36_reader):
+    state = load_checkpoint(classic36_reader)
     with pytest.raises(CaptchaStreamError, match="must be two symbols of the charset"):
         attach(state, always(1).state_dict(), "0o", 6)
     small = {**state, "config": {**state["config"], "data": {**state["config"]["data"], "height": 60}}}
