@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Iterator
@@ -43,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from paired_check import mcnemar_p  # noqa: E402
-from zero_o_ceiling import quiet_renderer  # noqa: E402
+from zero_o_ceiling import quiet_renderer, warmup_cosine  # noqa: E402
 
 from captcha_stream.atomic import replacing  # noqa: E402
 from captcha_stream.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
@@ -115,12 +114,6 @@ def train(args: argparse.Namespace, data: DataConfig) -> None:
     model = Denoiser(args.width)
     val_noisy, val_clean = held_out(data, derive_seed(args.seed, 10**6), args.val_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    warmup = 200
-
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return args.lr * (step + 1) / warmup
-        return 0.5 * args.lr * (1 + math.cos(math.pi * (step - warmup) / max(1, args.steps - warmup)))
 
     loader = DataLoader(
         PairStream(data, args.seed, args.batch_size, args.crop), batch_size=None, num_workers=1, prefetch_factor=8
@@ -128,7 +121,7 @@ def train(args: argparse.Namespace, data: DataConfig) -> None:
     curve, t0 = [], time.time()
     for step, (noisy, clean) in enumerate(loader, start=1):
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step - 1)
+            group["lr"] = warmup_cosine(step - 1, args.lr, args.steps, warmup=200)
         model.train()
         loss = nn.functional.mse_loss(model(noisy), clean.float() / 255)
         optimizer.zero_grad(set_to_none=True)

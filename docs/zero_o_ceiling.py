@@ -360,12 +360,6 @@ def main() -> None:
         curve.append({"step": 0, "glyphs_seen": 0, "accuracy": acc, "wrong": wrong, "init": args.init})
         print(json.dumps(curve[0]), flush=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    warmup = 300
-
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return args.lr * (step + 1) / warmup
-        return 0.5 * args.lr * (1 + math.cos(math.pi * (step - warmup) / max(1, args.steps - warmup)))
 
     loader = DataLoader(
         GlyphStream(args.seed, args.batch_size, args.context, args.jitter),
@@ -376,7 +370,7 @@ def main() -> None:
     t0 = time.time()
     for step, (images, labels) in enumerate(loader, start=1):
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step - 1)
+            group["lr"] = warmup_cosine(step - 1, args.lr, args.steps, warmup=300)
         loss = nn.functional.cross_entropy(model(normalize(images)), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -404,6 +398,13 @@ def main() -> None:
             tmp.write_text(json.dumps({"args": vars(args), "curve": curve}, indent=1))
     if args.sheet:
         save_sheet(model, val_images, val_labels, args.sheet)
+
+
+def warmup_cosine(step: int, lr: float, steps: int, warmup: int) -> float:
+    """The learning rate at `step` (from 0): linear warm-up, then a cosine to zero at `steps`."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
 def save_weights(model: nn.Module, args: argparse.Namespace, point: dict, path: str) -> None:

@@ -44,6 +44,20 @@ def classic36_reader(tmp_path_factory):
     return slim_checkpoint(ROOT / "models" / "classic36.pt", out, denoiser=False)
 
 
+@pytest.fixture(scope="session")
+def read_folder():
+    """read(checkpoint, folder) -> (the texts a checkpoint reads in a labelled folder, its Recognizer)."""
+    from captcha_stream.folder import FolderDataset
+    from captcha_stream.predict import Recognizer
+
+    def read(checkpoint, folder):
+        reader = Recognizer.from_checkpoint(checkpoint)
+        dataset = FolderDataset(folder, reader.cfg.data)
+        return [p.text for p in reader.predict([str(dataset.path(i)) for i in range(len(dataset))])], reader
+
+    return read
+
+
 @pytest.fixture
 def small_data():
     from captcha_stream.config import DataConfig

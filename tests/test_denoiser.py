@@ -26,23 +26,14 @@ def with_denoiser(path, residual, source):
     return path
 
 
-def read(checkpoint, folder):
-    from captcha_stream.folder import FolderDataset
-    from captcha_stream.predict import Recognizer
-
-    reader = Recognizer.from_checkpoint(checkpoint)
-    dataset = FolderDataset(folder, reader.cfg.data)
-    return [p.text for p in reader.predict([str(dataset.path(i)) for i in range(len(dataset))])], reader
-
-
-def test_the_reader_reads_what_the_denoiser_makes(classic36_set, classic36_reader, tmp_path):
-    plain, _ = read(classic36_reader, classic36_set)
-    same, reader = read(with_denoiser(tmp_path / "identity.pt", 0.0, classic36_reader), classic36_set)
+def test_the_reader_reads_what_the_denoiser_makes(read_folder, classic36_set, classic36_reader, tmp_path):
+    plain, _ = read_folder(classic36_reader, classic36_set)
+    same, reader = read_folder(with_denoiser(tmp_path / "identity.pt", 0.0, classic36_reader), classic36_set)
     # In front of everything, the second look included: its crops come from the denoised image.
     assert isinstance(reader.model, Denoised) and isinstance(reader.model.reader, SecondLook)
     assert same == plain
     # A denoiser that makes every image white: every captcha reads the same, whatever it shows.
-    white, _ = read(with_denoiser(tmp_path / "white.pt", 2.0, classic36_reader), classic36_set)
+    white, _ = read_folder(with_denoiser(tmp_path / "white.pt", 2.0, classic36_reader), classic36_set)
     assert len(set(white)) == 1 and len(set(plain)) == len(plain)
 
 
@@ -59,7 +50,9 @@ def test_the_shipped_classic36_carries_a_denoiser():
     assert isinstance(model, Denoised) and isinstance(model.reader, SecondLook)
 
 
-def test_slim_keeps_the_denoiser_unless_told_and_onnx_carries_it(classic36_set, classic36_reader, tmp_path):
+def test_slim_keeps_the_denoiser_unless_told_and_onnx_carries_it(
+    read_folder, classic36_set, classic36_reader, tmp_path
+):
     checkpoint = with_denoiser(tmp_path / "d.pt", 2.0, classic36_reader)
     assert "denoiser" in load_checkpoint(slim_checkpoint(checkpoint, tmp_path / "slim.pt"))
     alone = slim_checkpoint(checkpoint, tmp_path / "alone.pt", second_look=False, denoiser=False)
@@ -70,8 +63,8 @@ def test_slim_keeps_the_denoiser_unless_told_and_onnx_carries_it(classic36_set, 
 
     reader_and_denoiser = slim_checkpoint(checkpoint, tmp_path / "rd.pt", second_look=False)
     export_onnx(reader_and_denoiser, tmp_path / "rd.onnx")
-    texts, _ = read(tmp_path / "rd.onnx", classic36_set)
-    assert texts == read(reader_and_denoiser, classic36_set)[0]
+    texts, _ = read_folder(tmp_path / "rd.onnx", classic36_set)
+    assert texts == read_folder(reader_and_denoiser, classic36_set)[0]
     assert len(set(texts)) == 1  # the white denoiser went into the ONNX graph too
 
 

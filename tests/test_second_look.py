@@ -74,31 +74,22 @@ def with_look(tmp_path_factory, classic36_reader):
     return path
 
 
-def read(checkpoint, folder):
-    from captcha_stream.folder import FolderDataset
-    from captcha_stream.predict import Recognizer
-
-    reader = Recognizer.from_checkpoint(checkpoint)
-    dataset = FolderDataset(folder, reader.cfg.data)
-    return [p.text for p in reader.predict([str(dataset.path(i)) for i in range(len(dataset))])], reader
-
-
-def test_a_checkpoint_with_a_second_look_reads_through_it(classic36_set, classic36_reader, with_look):
-    plain, _ = read(classic36_reader, classic36_set)
-    looked, reader = read(with_look, classic36_set)
+def test_a_checkpoint_with_a_second_look_reads_through_it(read_folder, classic36_set, classic36_reader, with_look):
+    plain, _ = read_folder(classic36_reader, classic36_set)
+    looked, reader = read_folder(with_look, classic36_set)
     assert isinstance(reader.model, SecondLook)
     # Every 0 before the last character becomes an O; nothing else changes.
     assert looked == ["".join("O" if c == "0" and i < len(t) - 1 else c for i, c in enumerate(t)) for t in plain]
     assert looked != plain  # the set has 0s to change
 
 
-def test_with_a_last_gap_the_last_character_is_looked_at_too(classic36_set, classic36_reader, tmp_path):
+def test_with_a_last_gap_the_last_character_is_looked_at_too(read_folder, classic36_set, classic36_reader, tmp_path):
     path = tmp_path / "look-last.pt"
     # This time a classifier that always answers 0: two of the set's strings end in O.
     state = attach(load_checkpoint(classic36_reader), always(0).state_dict(), "0O", 6, 41)
     save_checkpoint(state, path, keep_previous=False)
-    plain, _ = read(classic36_reader, classic36_set)
-    looked, _ = read(path, classic36_set)
+    plain, _ = read_folder(classic36_reader, classic36_set)
+    looked, _ = read_folder(path, classic36_set)
     assert looked == [t.replace("O", "0") if len(t) > 1 else t for t in plain]
     assert any(t.endswith("O") for t in plain)
 
