@@ -15,9 +15,10 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 -d .whl pillow==13.0.0 captcha==0.7.1
-# and carry the frozen sets the config names, so validation is byte for byte the CPU machine's:
-#   run(command="bash docs/gpu_run.sh configs/classic36-large.yaml 500", timeout_s=600,
-#       carry=[".whl", "data/val-classic36", "data/test-classic36"])
+# and carry the validation set the config names, so validation is byte for byte the CPU machine's; a
+# candidate still to be judged on other sets should not read the test set (eval.final_test=false):
+#   run(command="bash docs/gpu_run.sh configs/classic36-large.yaml 500 --set eval.final_test=false",
+#       timeout_s=600, carry=[".whl", "data/val-classic36"])
 # Outside the device tool OUT is unset and everything lands in runs/gpu-out.
 set -euo pipefail
 if [ $# -lt 2 ]; then
