@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import time
 from collections.abc import Iterator
@@ -47,10 +48,11 @@ from zero_o_ceiling import quiet_renderer, warmup_cosine  # noqa: E402
 from captcha_stream.atomic import replacing  # noqa: E402
 from captcha_stream.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from captcha_stream.config import DataConfig, load_config  # noqa: E402
-from captcha_stream.denoiser import Denoiser, attach  # noqa: E402
+from captcha_stream.denoiser import Denoised, Denoiser, attach  # noqa: E402
 from captcha_stream.errors import CaptchaStreamError  # noqa: E402
-from captcha_stream.folder import FolderDataset  # noqa: E402
+from captcha_stream.folder import FolderDataset, load_image  # noqa: E402
 from captcha_stream.predict import Recognizer  # noqa: E402
+from captcha_stream.preprocess import preprocess_array  # noqa: E402
 from captcha_stream.render import Renderer, derive_seed  # noqa: E402
 
 
@@ -143,21 +145,30 @@ def train(args: argparse.Namespace, data: DataConfig) -> None:
 
 
 def load_denoiser(path: str) -> Denoiser:
+    """A denoiser saved by --save (or a checkpoint's denoiser), in evaluation mode."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = saved.get("denoiser", saved)
+        model = Denoiser(int(saved["width"]))
+        model.load_state_dict(saved["model"])
     except (FileNotFoundError, IsADirectoryError):
         raise CaptchaStreamError(f"{path}: no such file") from None
-    model = Denoiser(saved["width"])
-    model.load_state_dict(saved["model"])
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError, pickle.UnpicklingError):
+        raise CaptchaStreamError(f"{path}: holds no denoiser weights") from None
     return model.eval()
 
 
 def cleaned_images(
-    args: argparse.Namespace, data: DataConfig, gray: list[np.ndarray], labels: list[str], k: int
+    args: argparse.Namespace,
+    model: Denoiser | None,
+    data: DataConfig,
+    gray: list[np.ndarray],
+    labels: list[str],
+    k: int,
 ) -> list[np.ndarray]:
     """Folder k's images as the reader will get them: denoised, or drawn again without noise (--clean-seeds)."""
-    if not args.clean_seeds:
-        return list(denoise(args.model, torch.from_numpy(np.stack(gray))[:, None])[:, 0].numpy())
+    if model is not None:
+        return list(denoise(model, torch.from_numpy(np.stack(gray))[:, None])[:, 0].numpy())
     quiet, seed = quiet_renderer(data), args.clean_seeds[k]
     out = []
     for i, label in enumerate(labels):
@@ -173,16 +184,21 @@ def cleaned_images(
 def read(args: argparse.Namespace) -> None:
     """The reader on each folder as exported and cleaned; paired counts and McNemar over all."""
     reader = Recognizer.from_checkpoint(args.reader)
-    if not args.clean_seeds:
-        args.model = load_denoiser(args.denoiser)
-    elif len(args.clean_seeds) != len(args.data):
+    if isinstance(reader.model, Denoised):
+        # The comparison is with what the reader makes of the images as exported
+        # (models/classic36.pt carries a denoiser since session 19).
+        print(f"{args.reader}: reading without its own denoiser", file=sys.stderr)
+        reader = Recognizer(reader.model.reader, reader.cfg)
+    model = None if args.clean_seeds else load_denoiser(args.denoiser)
+    if args.clean_seeds and len(args.clean_seeds) != len(args.data):
         raise CaptchaStreamError(f"--clean-seeds: {len(args.clean_seeds)} seeds for {len(args.data)} --data folders")
     only_plain = only_cleaned = 0
     for k, folder in enumerate(args.data):
         dataset = FolderDataset(folder, reader.cfg.data)
         labels = [label for _, label in dataset.rows]
-        gray = [np.asarray(Image.open(dataset.path(i)).convert("L")) for i in range(len(dataset))]
-        cleaned = cleaned_images(args, reader.cfg.data, gray, labels, k)
+        # What the reader itself would make of each file: grey, at the config's size.
+        gray = [preprocess_array(load_image(dataset.path(i)), reader.cfg.data)[0] for i in range(len(dataset))]
+        cleaned = cleaned_images(args, model, reader.cfg.data, gray, labels, k)
         right, texts = {}, {}
         for kind, arrays in (("plain", gray), ("cleaned", cleaned)):
             texts[kind] = [p.text for p in reader.predict([Image.fromarray(a, mode="L") for a in arrays])]

@@ -38,6 +38,7 @@ import zero_o_ceiling as ceiling  # noqa: E402
 from paired_check import mcnemar_p  # noqa: E402
 
 from captcha_stream.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from captcha_stream.denoiser import Denoised  # noqa: E402
 from captcha_stream.errors import CaptchaStreamError  # noqa: E402
 from captcha_stream.folder import FolderDataset  # noqa: E402
 from captcha_stream.predict import Recognizer  # noqa: E402
@@ -150,10 +151,14 @@ def main() -> None:
     args = parser.parse_args()
     try:
         reader = Recognizer.from_checkpoint(args.reader)
-        if isinstance(reader.model, SecondLook):
-            # The comparison is with the reader alone (models/classic36.pt carries a second look since session 14).
-            print(f"{args.reader}: reading with the reader alone, without its second look", file=sys.stderr)
-            reader = Recognizer(reader.model.reader, reader.cfg)
+        if isinstance(reader.model, (Denoised, SecondLook)):
+            # The comparison is with the reader alone (models/classic36.pt carries a second look since
+            # session 14, a denoiser in front of both since session 19).
+            print(f"{args.reader}: reading with the reader alone, without its second look or denoiser", file=sys.stderr)
+            model = reader.model
+            while isinstance(model, (Denoised, SecondLook)):
+                model = model.reader
+            reader = Recognizer(model, reader.cfg)
         if args.offsets:
             print(json.dumps(measure_offsets(reader, args.n, args.seed), indent=1))
             return

@@ -67,3 +67,16 @@ def test_a_missing_denoiser_is_a_clear_error(study, tmp_path):
 
     with pytest.raises(CaptchaStreamError, match="nope.pt: no such file"):
         study.load_denoiser(str(tmp_path / "nope.pt"))
+    (tmp_path / "notes.txt").write_text("not weights")
+    with pytest.raises(CaptchaStreamError, match="notes.txt: holds no denoiser weights"):
+        study.load_denoiser(str(tmp_path / "notes.txt"))
+
+
+def test_a_checkpoint_lends_its_denoiser(study):
+    # models/classic36.pt carries one since session 19: --denoiser can name the checkpoint.
+    from captcha_stream.predict import model_from_checkpoint
+
+    shipped, _, _ = model_from_checkpoint("models/classic36.pt")
+    loaded = study.load_denoiser("models/classic36.pt")
+    for a, b in zip(loaded.state_dict().values(), shipped.denoiser.state_dict().values()):
+        assert torch.equal(a, b)
