@@ -65,7 +65,9 @@ def attach(state: dict[str, Any], denoiser_state: dict[str, Any], width: int) ->
     """`state` (a checkpoint's contents) with a denoiser in front of its reader."""
     data = state["config"]["data"]
     if data.get("channels", 1) != 1:
-        raise CaptchaStreamError(f"denoiser: works on grey images (data.channels=1), the checkpoint reads {data}")
+        raise CaptchaStreamError(
+            f"denoiser: works on grey images (data.channels=1), the checkpoint reads channels={data['channels']}"
+        )
     try:
         Denoiser(width).load_state_dict(denoiser_state)  # fails here, not at reading time
     except RuntimeError:

@@ -53,12 +53,13 @@ def pick_device(name: str) -> torch.device:
     if name == "mps" and not _mps_available():
         raise CaptchaStreamError("train.device: 'mps' asked for, but MPS is not available")
     device = torch.device(name)  # the config check has vetted the spelling
-    count = torch.cuda.device_count() if device.type == "cuda" else 0
-    if device.type == "cuda" and device.index is not None and device.index >= count:
-        # Otherwise the first tensor moved there fails deep inside torch.
-        raise CaptchaStreamError(
-            f"train.device: {name!r} asked for, but there is no CUDA device {device.index} ({count} available)"
-        )
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            # Otherwise the first tensor moved there fails deep inside torch.
+            raise CaptchaStreamError(
+                f"train.device: {name!r} asked for, but there is no CUDA device {device.index} ({count} available)"
+            )
     return device
 
 
