@@ -412,6 +412,8 @@ def _train(
     )
     last: dict[str, float] = {}
     window_loss, window_n, window_imgs, window_t = 0.0, 0, 0, time.perf_counter()
+    # Seconds the trainer waited for the DataLoader in this window: near 0 when the workers keep up.
+    window_wait = 0.0
     bad_in_row = 0
     started = time.perf_counter() - counters["elapsed"]
     batches: Iterator[Any] = iter(loader)
@@ -425,7 +427,9 @@ def _train(
                 if distributed.reduce_max(dinfo, [float(stop.signal is not None)], device)[0]:
                     stop.signal = stop.signal or "SIGTERM"
                     break
+                waited = time.perf_counter()
                 batch = next_batch(batches)
+                window_wait += time.perf_counter() - waited
                 counters["batches"] += 1
                 if first_batch:
                     first_batch = False
@@ -485,9 +489,18 @@ def _train(
                     rate = total_imgs / max(now - window_t, 1e-9)
                     last = {"loss": total_loss / total_n, "lr": scheduler.get_last_lr()[0], "img_per_s": rate}
                     if main:
-                        runlog.write({"step": step, **last, "bad_steps": counters["bad_steps"], "time": now - started})
+                        wait = window_wait / max(now - window_t, 1e-9)
+                        runlog.write(
+                            {
+                                "step": step,
+                                **last,
+                                "data_wait": round(wait, 4),
+                                "bad_steps": counters["bad_steps"],
+                                "time": now - started,
+                            }
+                        )
                     bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{rate:.0f}")
-                    window_loss, window_n, window_imgs, window_t = 0.0, 0, 0, now
+                    window_loss, window_n, window_imgs, window_t, window_wait = 0.0, 0, 0, now, 0.0
                 counters["elapsed"] = time.perf_counter() - started
                 if main and (step % cfg.train.eval_every == 0 or step == cfg.train.steps):
                     evaluate()
