@@ -22,13 +22,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from captcha_stream import metrics  # noqa: E402
-from captcha_stream.checkpoint import slim_checkpoint  # noqa: E402
 from captcha_stream.cli import find_checkpoint  # noqa: E402
-from captcha_stream.denoiser import Denoised  # noqa: E402
-from captcha_stream.export import ensure_set  # noqa: E402
-from captcha_stream.folder import FolderDataset, load_image  # noqa: E402
-from captcha_stream.predict import Recognizer  # noqa: E402
-from captcha_stream.second_look import SecondLook  # noqa: E402
+from captcha_stream.data.folder import FolderDataset
+from captcha_stream.data.frozen import ensure_set  # noqa: E402
+from captcha_stream.data.images import load_image  # noqa: E402
+from captcha_stream.reader.denoised import Denoised  # noqa: E402
+from captcha_stream.reader.recognizer import Recognizer  # noqa: E402
+from captcha_stream.reader.second_look import SecondLook  # noqa: E402
+from captcha_stream.tools.slim import slim_checkpoint  # noqa: E402
 
 
 def latency(read, images, repeats):
@@ -85,11 +86,13 @@ def main() -> None:
         alone = Recognizer(inner.reader, cfg)
         readers["pytorch, reader alone"] = lambda batch: [p.text for p in alone.predict(batch, batch_size=args.batch)]
     try:
-        from captcha_stream.onnx_export import export_onnx
+        from captcha_stream.reader.onnx import export_onnx
 
         tmp = Path(tempfile.mkdtemp())
         onnx_path = tmp / "model.onnx"
-        export_onnx(slim_checkpoint(ckpt, tmp / "reader.pt", second_look=False) if second_look else ckpt, onnx_path)
+        export_onnx(
+            slim_checkpoint(ckpt, tmp / "reader.pt", without=["second_look"]) if second_look else ckpt, onnx_path
+        )
         onnx_reader = Recognizer.from_checkpoint(onnx_path)
         name = "onnxruntime, no second look" if second_look else "onnxruntime"
         readers[name] = lambda batch: [p.text for p in onnx_reader.predict(batch, batch_size=args.batch)]

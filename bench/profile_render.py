@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from captcha.image import ImageCaptcha  # noqa: E402
 
 from captcha_stream.config import DataConfig, load_config  # noqa: E402
-from captcha_stream.render import Renderer  # noqa: E402
+from captcha_stream.data.render import Renderer  # noqa: E402
 
 
 def main() -> None:

@@ -28,10 +28,10 @@ import torch  # noqa: E402
 from captcha.image import ImageCaptcha  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from captcha_stream.codec import Codec  # noqa: E402
 from captcha_stream.config import load_config  # noqa: E402
-from captcha_stream.render import Renderer  # noqa: E402
-from captcha_stream.stream import CaptchaStream, CtcCollate  # noqa: E402
+from captcha_stream.data.render import Renderer  # noqa: E402
+from captcha_stream.data.stream import CaptchaStream, CtcCollate  # noqa: E402
+from captcha_stream.model.codec import Codec  # noqa: E402
 
 
 def time_package(data, n):

@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # `captcha_stream.Recognizer` without importing torch for every `import captcha_stream`.
     if name == "Recognizer":
-        from .predict import Recognizer
+        from .reader.recognizer import Recognizer
 
         return Recognizer
     raise AttributeError(f"module 'captcha_stream' has no attribute {name!r}")

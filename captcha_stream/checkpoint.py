@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .atomic import replacing
-from .config import config_from_dict, merge
 from .errors import CaptchaStreamError
 
 FORMAT = 1
@@ -107,60 +105,3 @@ def inference_weights(state: dict[str, Any], path: str | os.PathLike[str] = "che
     if read_with not in state:
         raise CaptchaStreamError(f"{path}: says read_with={read_with!r} but holds no such weights")
     return state[read_with]
-
-
-def slim_checkpoint(
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
-    overrides: dict[str, Any] | None = None,
-    second_look: bool = True,
-    denoiser: bool = True,
-) -> Path:
-    """A copy of `src` with only what reading captchas needs (no optimizer): for shipping.
-
-    `overrides` (dotted keys) change the copy's config, checked as any config is.
-    `second_look=False` leaves out a second look (captcha_stream/second_look.py), `denoiser=False`
-    a denoiser (captcha_stream/denoiser.py): both, and the copy is the reader alone.
-    """
-    state = load_checkpoint(src)
-    names = ("config", "charset", "step", "best_accuracy", "elapsed")
-    names += (("second_look",) if second_look else ()) + (("denoiser",) if denoiser else ())
-    keep = {k: state[k] for k in names if k in state}
-    if overrides:
-        keep["config"] = merge(state["config"], overrides)
-        config_from_dict(keep["config"])
-    keep["model"] = inference_weights(state, src)
-    return save_checkpoint(keep, dst, keep_previous=False)
-
-
-def average_checkpoints(srcs: Sequence[str | os.PathLike[str]], dst: str | os.PathLike[str]) -> Path:
-    """A slim checkpoint whose weights are the mean of several checkpoints' inference weights.
-
-    Weights only average into a working model when the runs share a starting point (phases continued
-    from one checkpoint with `train.init_from`, different seeds or learning rates): their minima lie in
-    one basin, and the mean often reads better than each. Read the result on validation before using it.
-    """
-    if len(srcs) < 2:
-        raise CaptchaStreamError("average: name at least two checkpoints")
-    states = [load_checkpoint(src) for src in srcs]
-    first = states[0]
-    for src, state in zip(srcs[1:], states[1:]):
-        for section in ("data", "model"):
-            for key, value in first["config"].get(section, {}).items():
-                if state["config"].get(section, {}).get(key) != value:
-                    raise CaptchaStreamError(
-                        f"{src}: {section}.{key}={state['config'].get(section, {}).get(key)!r}, but {srcs[0]} has "
-                        f"{value!r}: only checkpoints of one model and data average"
-                    )
-    weights = [inference_weights(state, src) for src, state in zip(srcs, states)]
-    mean = {}
-    for name, tensor in weights[0].items():
-        if tensor.is_floating_point():
-            mean[name] = torch.stack([w[name].float() for w in weights]).mean(0).to(tensor.dtype)
-        else:
-            mean[name] = tensor  # batch-norm step counters: not weights
-    keep = {k: first[k] for k in ("config", "charset") if k in first}
-    keep["step"] = max(int(state.get("step", 0)) for state in states)
-    keep["averaged_from"] = [f"{src} (step {state.get('step', '?')})" for src, state in zip(srcs, states)]
-    keep["model"] = mean
-    return save_checkpoint(keep, dst, keep_previous=False)

@@ -34,7 +34,7 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
 
 def export_main(argv: Sequence[str] | None = None) -> int:
     from .config import load_config
-    from .export import export_set
+    from .data.frozen import export_set
 
     parser = argparse.ArgumentParser(
         prog="export_fixed_set.py",
@@ -75,9 +75,9 @@ def resolve_config(path: str | None) -> Path:
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
-    from .checkpoint import load_for_resume
-    from .config import Config, changed_on_resume, from_dict, load_config, merge, parse_override
-    from .train import check_compatible, run_dir_for, train
+    from .config import load_config, parse_override
+    from .train.loop import train
+    from .train.run import resume_config
 
     parser = argparse.ArgumentParser(prog="train.py", description="Train a CRNN + CTC captcha reader.")
     parser.add_argument("--config", help="YAML config (default configs/stream.yaml)")
@@ -115,22 +115,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     cfg = load_config(config_path, overrides)
     if args.resume:
         # The run's own config wins; only what was given on this command line changes it.
-        run_dir = run_dir_for(cfg)
-        if not any((run_dir / name).exists() for name in ("last.pt", "last.prev.pt")):
-            raise CaptchaStreamError(f"{run_dir}: no last.pt to resume from")
-        state = load_for_resume(run_dir / "last.pt", log=lambda s: None)
-        cfg = from_dict(Config, merge(state["config"], {"train.run_dir": str(run_dir), **overrides}))
-        cfg.validate()
-        # A resume that cannot go on at all says so, without a warning in front of the error.
-        check_compatible(state, cfg, run_dir / "last.pt")
-        changes = changed_on_resume(state["config"], overrides)
-        if changes:
-            # Allowed (a deliberate new phase), but it must not pass for an exact resume.
-            print(
-                f"warning: resuming {run_dir} with changed settings ({'; '.join(changes)}): "
-                "from here it will not match the run uninterrupted",
-                file=sys.stderr,
-            )
+        cfg = resume_config(cfg, overrides)
     result = train(cfg, resume=args.resume, progress=not args.no_progress)
     final = result["final_eval"] or {}
     test = result["test"]
@@ -167,16 +152,16 @@ def describe_decoding(beam: int, lengths: tuple[int, int] | None) -> str:
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     import json
 
-    from . import metrics
     from .atomic import replacing
-    from .codec import Codec
     from .config import check_tta, parse_tta
-    from .evaluation import format_report, load_all, run_eval
-    from .export import ensure_set
-    from .folder import FolderDataset
-    from .predict import model_from_checkpoint
-    from .train import pick_device
-    from .view import open_view, write_sheet, write_view
+    from .data.folder import FolderDataset
+    from .data.frozen import ensure_set
+    from .eval import metrics
+    from .eval.evaluation import format_report, load_all, run_eval
+    from .eval.view import open_view, write_sheet, write_view
+    from .model.codec import Codec
+    from .reader.build import model_from_checkpoint
+    from .train.device import pick_device
 
     parser = argparse.ArgumentParser(prog="evaluate.py", description="Measure a trained reader on a labelled set.")
     parser.add_argument("--checkpoint", help="checkpoint (default: newest runs/*/best.pt, then models/captcha62.pt)")
@@ -264,7 +249,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
 def predict_main(argv: Sequence[str] | None = None) -> int:
     from .config import check_tta, parse_tta
-    from .predict import Recognizer
+    from .reader.recognizer import Recognizer
 
     parser = argparse.ArgumentParser(
         prog="python -m captcha_stream predict", description="Read captcha images; prints path<TAB>text<TAB>confidence."
@@ -299,7 +284,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
 
 
 def export_onnx_main(argv: Sequence[str] | None = None) -> int:
-    from .onnx_export import export_onnx
+    from .reader.onnx import export_onnx
 
     parser = argparse.ArgumentParser(
         prog="python -m captcha_stream export-onnx", description="Export a checkpoint to ONNX (needs the [onnx] extra)."
@@ -314,7 +299,7 @@ def export_onnx_main(argv: Sequence[str] | None = None) -> int:
 
 
 def plot_main(argv: Sequence[str] | None = None) -> int:
-    from .plot import draw_comparison, draw_curve
+    from .eval.plot import draw_comparison, draw_curve
 
     parser = argparse.ArgumentParser(
         prog="python -m captcha_stream plot",
@@ -363,8 +348,9 @@ def _copy_parser(command: str, description: str, set_metavar: str, set_help: str
 
 
 def slim_main(argv: Sequence[str] | None = None) -> int:
-    from .checkpoint import slim_checkpoint
     from .config import parse_override
+    from .reader import stages
+    from .tools.slim import slim_checkpoint
 
     parser = _copy_parser(
         "slim",
@@ -373,29 +359,34 @@ def slim_main(argv: Sequence[str] | None = None) -> int:
         "change an eval setting in the copy's config, e.g. which test set it is read on (repeatable)",
     )
     parser.add_argument(
-        "--without-second-look",
-        action="store_true",
-        help="leave out the checkpoint's second look (e.g. for ONNX export)",
+        "--without",
+        action="append",
+        default=[],
+        choices=list(stages.BY_NAME),
+        metavar="STAGE",
+        help=f"leave out a reader stage ({', '.join(stages.BY_NAME)}; repeatable): all of them, the CRNN alone",
     )
-    parser.add_argument(
-        "--without-denoiser",
-        action="store_true",
-        help="leave out the checkpoint's denoiser (with --without-second-look: the reader alone)",
-    )
+    # The spellings of the documented commands from before the stage list.
+    for name in stages.BY_NAME:
+        parser.add_argument(
+            f"--without-{name.replace('_', '-')}",
+            dest="without",
+            action="append_const",
+            const=name,
+            help=argparse.SUPPRESS,
+        )
     args = parser.parse_args(argv)
     overrides = dict(parse_override(s) for s in args.set)
     for key in overrides:
         if not key.startswith("eval."):
             raise CaptchaStreamError(f"--set {key}: slim changes only eval.* settings (the weights fix the rest)")
-    out = slim_checkpoint(
-        args.src, args.dst, overrides, second_look=not args.without_second_look, denoiser=not args.without_denoiser
-    )
+    out = slim_checkpoint(args.src, args.dst, overrides, without=dict.fromkeys(args.without))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
 def average_main(argv: Sequence[str] | None = None) -> int:
-    from .checkpoint import average_checkpoints
+    from .tools.average import average_checkpoints
 
     parser = argparse.ArgumentParser(
         prog="python -m captcha_stream average",
@@ -411,7 +402,7 @@ def average_main(argv: Sequence[str] | None = None) -> int:
 
 def widen_main(argv: Sequence[str] | None = None) -> int:
     from .config import parse_override
-    from .widen import widen_checkpoint
+    from .tools.widen import widen_checkpoint
 
     parser = _copy_parser(
         "widen",

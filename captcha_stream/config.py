@@ -181,7 +181,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     # Training labels draw these symbols `focus_weight` times as often as the others
     # (rendered stream only; test sets stay uniform). The package stretches every glyph to
-    # one box (docs/glyph_boxes.py), so 0/O and v/V differ only in stroke weight: more
+    # one box (experiments/glyph_boxes.py), so 0/O and v/V differ only in stroke weight: more
     # examples of those pairs per minute of training, without tilting either pair.
     focus_symbols: str = ""
     focus_weight: float = 1.0

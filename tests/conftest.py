@@ -13,10 +13,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 @pytest.fixture(scope="session")
 def docs_script():
-    """Loads a script under docs/ as a module (docs/ is not a package): docs_script("zero_o_ceiling")."""
+    """Loads a script under experiments/ as a module (experiments/ is not a package): docs_script("zero_o_ceiling")."""
 
     def load(name: str):
-        spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
@@ -28,7 +28,7 @@ def docs_script():
 def classic36_set(tmp_path_factory):
     """40 classic36 captchas exported with seed 8 (the second look's tests read them)."""
     from captcha_stream.config import load_config
-    from captcha_stream.export import export_set
+    from captcha_stream.data.frozen import export_set
 
     data = load_config(ROOT / "configs" / "classic36.yaml").data
     out = tmp_path_factory.mktemp("sets") / "classic36"
@@ -38,17 +38,17 @@ def classic36_set(tmp_path_factory):
 @pytest.fixture(scope="session")
 def classic36_reader(tmp_path_factory):
     """models/classic36.pt without its denoiser: the reader and its second look, for tests that add their own."""
-    from captcha_stream.checkpoint import slim_checkpoint
+    from captcha_stream.tools.slim import slim_checkpoint
 
     out = tmp_path_factory.mktemp("reader") / "classic36-reader.pt"
-    return slim_checkpoint(ROOT / "models" / "classic36.pt", out, denoiser=False)
+    return slim_checkpoint(ROOT / "models" / "classic36.pt", out, without=["denoiser"])
 
 
 @pytest.fixture(scope="session")
 def read_folder():
     """read(checkpoint, folder) -> (the texts a checkpoint reads in a labelled folder, its Recognizer)."""
-    from captcha_stream.folder import FolderDataset
-    from captcha_stream.predict import Recognizer
+    from captcha_stream.data.folder import FolderDataset
+    from captcha_stream.reader.recognizer import Recognizer
 
     def read(checkpoint, folder):
         reader = Recognizer.from_checkpoint(checkpoint)

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from captcha_stream.codec import BLANK, Codec
 from captcha_stream.config import DEFAULT_CHARSET
 from captcha_stream.errors import CaptchaStreamError
+from captcha_stream.model.codec import BLANK, Codec
 
 
 def test_round_trip():

@@ -4,7 +4,7 @@ import pytest
 
 from captcha_stream.config import Config, DataConfig, changed_on_resume, load_config
 from captcha_stream.errors import CaptchaStreamError
-from captcha_stream.model import check_fits
+from captcha_stream.model.crnn import check_fits
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""docs/denoise.py: seeded (noisy, clean) pairs, and a denoiser that learns from them."""
+"""experiments/denoise.py: seeded (noisy, clean) pairs, and a denoiser that learns from them."""
 
 import numpy as np
 import pytest
@@ -74,7 +74,7 @@ def test_a_missing_denoiser_is_a_clear_error(study, tmp_path):
 
 def test_a_checkpoint_lends_its_denoiser(study):
     # models/classic36.pt carries one since session 19: --denoiser can name the checkpoint.
-    from captcha_stream.predict import model_from_checkpoint
+    from captcha_stream.reader.build import model_from_checkpoint
 
     shipped, _, _ = model_from_checkpoint("models/classic36.pt")
     loaded = study.load_denoiser("models/classic36.pt")

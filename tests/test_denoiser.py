@@ -5,10 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from captcha_stream.checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
-from captcha_stream.denoiser import Denoised, Denoiser, attach
+from captcha_stream.checkpoint import load_checkpoint, save_checkpoint
 from captcha_stream.errors import CaptchaStreamError
-from captcha_stream.second_look import SecondLook
+from captcha_stream.model.denoiser import Denoiser
+from captcha_stream.reader.denoised import Denoised, attach
+from captcha_stream.reader.second_look import SecondLook
+from captcha_stream.tools.slim import slim_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +46,7 @@ def test_clean_gives_the_bytes_of_an_image(tmp_path):
 
 
 def test_the_shipped_classic36_carries_a_denoiser():
-    from captcha_stream.predict import Recognizer
+    from captcha_stream.reader.recognizer import Recognizer
 
     model = Recognizer.from_checkpoint(ROOT / "models" / "classic36.pt").model
     assert isinstance(model, Denoised) and isinstance(model.reader, SecondLook)
@@ -55,13 +57,13 @@ def test_slim_keeps_the_denoiser_unless_told_and_onnx_carries_it(
 ):
     checkpoint = with_denoiser(tmp_path / "d.pt", 2.0, classic36_reader)
     assert "denoiser" in load_checkpoint(slim_checkpoint(checkpoint, tmp_path / "slim.pt"))
-    alone = slim_checkpoint(checkpoint, tmp_path / "alone.pt", second_look=False, denoiser=False)
+    alone = slim_checkpoint(checkpoint, tmp_path / "alone.pt", without=["second_look", "denoiser"])
     assert not {"denoiser", "second_look"} & set(load_checkpoint(alone))
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from captcha_stream.onnx_export import export_onnx
+    from captcha_stream.reader.onnx import export_onnx
 
-    reader_and_denoiser = slim_checkpoint(checkpoint, tmp_path / "rd.pt", second_look=False)
+    reader_and_denoiser = slim_checkpoint(checkpoint, tmp_path / "rd.pt", without=["second_look"])
     export_onnx(reader_and_denoiser, tmp_path / "rd.onnx")
     texts, _ = read_folder(tmp_path / "rd.onnx", classic36_set)
     assert texts == read_folder(reader_and_denoiser, classic36_set)[0]
@@ -77,7 +79,7 @@ def test_bad_denoisers_get_one_line(tmp_path, classic36_reader):
         attach(state, constant(0.0).state_dict(), 8)
     broken = {**state, "denoiser": {"model": {"x": torch.zeros(1)}, "width": 4}}
     save_checkpoint(broken, tmp_path / "broken.pt", keep_previous=False)
-    from captcha_stream.predict import model_from_checkpoint
+    from captcha_stream.reader.build import model_from_checkpoint
 
     with pytest.raises(CaptchaStreamError, match="broken.pt: its denoiser cannot be read"):
         model_from_checkpoint(tmp_path / "broken.pt")

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from captcha_stream.config import DataConfig
+from captcha_stream.data.folder import FolderDataset
+from captcha_stream.data.frozen import export_set
 from captcha_stream.errors import CaptchaStreamError
-from captcha_stream.export import export_set
-from captcha_stream.folder import FolderDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = DataConfig(width=160, height=60)

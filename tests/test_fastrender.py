@@ -9,9 +9,9 @@ import pytest
 from captcha.image import DEFAULT_FONTS
 from PIL import Image, ImageFilter
 
-from captcha_stream import fastrender
 from captcha_stream.config import DEFAULT_CHARSET, DataConfig
-from captcha_stream.render import Renderer
+from captcha_stream.data import fastrender
+from captcha_stream.data.render import Renderer
 
 pytestmark = pytest.mark.skipif(not fastrender.supported(), reason="fast path not enabled for these versions")
 
@@ -68,7 +68,7 @@ def test_sample_stream_identical_to_package():
 def test_untested_versions_fall_back_with_one_warning(monkeypatch):
     monkeypatch.setattr(fastrender, "supported", lambda: False)
     monkeypatch.setattr(fastrender, "_warned", False)
-    import captcha_stream.render as render
+    import captcha_stream.data.render as render
 
     monkeypatch.setattr(render, "supported", lambda: False)
     with warnings.catch_warnings(record=True) as caught:

@@ -2,8 +2,8 @@ import pytest
 from PIL import Image
 
 from captcha_stream.config import DataConfig
+from captcha_stream.data.folder import FolderDataset
 from captcha_stream.errors import CaptchaStreamError
-from captcha_stream.folder import FolderDataset
 
 DATA = DataConfig(charset="abc123", width=160, height=60)
 

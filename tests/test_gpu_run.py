@@ -1,4 +1,4 @@
-"""docs/gpu_run.sh: a run sized to a wall-time budget from a probe of the training rate."""
+"""scripts/gpu_run.sh: a run sized to a wall-time budget from a probe of the training rate."""
 
 import json
 import os
@@ -32,7 +32,7 @@ def test_budgeted_run_gets_the_steps_the_probe_says_fit(tmp_path):
     }
     sets = ["--set", f"eval.val_dir={tmp_path / 'val'}", "--set", f"eval.test_dir={tmp_path / 'test'}"]
     r = subprocess.run(
-        ["bash", str(ROOT / "docs" / "gpu_run.sh"), SMOKE, "30", *sets],
+        ["bash", str(ROOT / "scripts" / "gpu_run.sh"), SMOKE, "30", *sets],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -5,9 +5,9 @@ import contextlib
 import torch
 from torch import nn
 
-from captcha_stream.codec import Codec
-from captcha_stream.hard_examples import hardest, sample_losses, subset
-from captcha_stream.stream import Batch, CtcCollate
+from captcha_stream.data.stream import Batch, CtcCollate
+from captcha_stream.model.codec import Codec
+from captcha_stream.train.hard_examples import hardest, sample_losses, subset
 
 CODEC = Codec("ab")
 

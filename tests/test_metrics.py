@@ -1,6 +1,6 @@
 import pytest
 
-from captcha_stream import metrics as M
+from captcha_stream.eval import metrics as M
 
 
 def test_equal_lengths():
@@ -73,7 +73,7 @@ def test_summary_keys():
 
 
 def test_report_lists_as_many_confusions_as_asked():
-    from captcha_stream.evaluation import Results, format_report
+    from captcha_stream.eval.evaluation import Results, format_report
 
     labels = ["0v", "Ox", "ab"]
     res = Results(labels=labels, preds=["Ov", "0X", "ab"], confidences=[0.5, 0.5, 0.9])

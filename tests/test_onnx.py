@@ -7,16 +7,16 @@ import pytest
 import torch
 
 from captcha_stream.config import load_config
+from captcha_stream.data.folder import FolderDataset
+from captcha_stream.data.frozen import export_set
 from captcha_stream.errors import CaptchaStreamError
-from captcha_stream.export import export_set
-from captcha_stream.folder import FolderDataset
-from captcha_stream.predict import Recognizer
-from captcha_stream.train import train
+from captcha_stream.reader.recognizer import Recognizer
+from captcha_stream.train.loop import train
 
 ort = pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed: pip install -e '.[onnx]'")
 onnx = pytest.importorskip("onnx", reason="the [onnx] extra is not installed: pip install -e '.[onnx]'")
 
-from captcha_stream.onnx_export import META_KEY, OnnxModel, export_onnx  # noqa: E402
+from captcha_stream.reader.onnx import META_KEY, OnnxModel, export_onnx  # noqa: E402
 from tests.test_train import SMOKE  # noqa: E402
 
 

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from captcha_stream.cli import plot_main, run
-from captcha_stream.plot import SERIES
+from captcha_stream.eval.plot import SERIES
 
 KEYS = ("full_string_accuracy", "char_accuracy", "case_insensitive_accuracy")
 

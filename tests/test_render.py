@@ -6,8 +6,9 @@ import pytest
 from captcha.image import ImageCaptcha
 
 from captcha_stream.config import DataConfig
+from captcha_stream.data.render import Renderer
+from captcha_stream.data.seeding import SeededSecrets, derive_seed
 from captcha_stream.errors import CaptchaStreamError
-from captcha_stream.render import Renderer, SeededSecrets, derive_seed
 
 
 def png(image):
@@ -134,7 +135,7 @@ def test_symbol_weights_must_match_the_charset():
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_blank_in_place_of_a_character_changes_only_its_pixels(fast):
-    # docs/zero_o_ceiling.py finds a glyph in a whole captcha this way: a blank makes the same
+    # experiments/zero_o_ceiling.py finds a glyph in a whole captcha this way: a blank makes the same
     # random draws and is as wide as the character, so the rest of the image is unchanged.
     data = DataConfig(charset="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_length=4, max_length=4, width=170, height=80)
     renderer = Renderer(data, seed=0, fast=fast)

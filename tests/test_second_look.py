@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from captcha_stream.checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
+from captcha_stream.checkpoint import load_checkpoint, save_checkpoint
 from captcha_stream.errors import CaptchaStreamError
-from captcha_stream.second_look import (
+from captcha_stream.reader.second_look import (
     CROP_H,
     CROP_W,
     SecondLook,
@@ -17,6 +17,7 @@ from captcha_stream.second_look import (
     glyph_classifier,
     look_centres,
 )
+from captcha_stream.tools.slim import slim_checkpoint
 
 
 def log_probs(path, peaks, classes=4):
@@ -95,8 +96,8 @@ def test_with_a_last_gap_the_last_character_is_looked_at_too(read_folder, classi
 
 
 def test_the_second_look_only_splits_the_pairs_probability(classic36_set, with_look):
-    from captcha_stream.folder import FolderDataset
-    from captcha_stream.predict import model_from_checkpoint
+    from captcha_stream.data.folder import FolderDataset
+    from captcha_stream.reader.build import model_from_checkpoint
 
     look, cfg, _ = model_from_checkpoint(with_look)
     images = torch.stack([FolderDataset(classic36_set, cfg.data)[i][0] for i in range(8)])
@@ -112,12 +113,12 @@ def test_the_second_look_only_splits_the_pairs_probability(classic36_set, with_l
 def test_slim_keeps_the_second_look_unless_told_and_onnx_refuses_it(tmp_path, with_look):
     slim = slim_checkpoint(with_look, tmp_path / "slim.pt")
     assert "second_look" in load_checkpoint(slim)
-    alone = slim_checkpoint(with_look, tmp_path / "alone.pt", second_look=False)
+    alone = slim_checkpoint(with_look, tmp_path / "alone.pt", without=["second_look"])
     assert "second_look" not in load_checkpoint(alone)
     pytest.importorskip("onnx")
-    from captcha_stream.onnx_export import export_onnx
+    from captcha_stream.reader.onnx import export_onnx
 
-    with pytest.raises(CaptchaStreamError, match="--without-second-look"):
+    with pytest.raises(CaptchaStreamError, match="--without second_look"):
         export_onnx(with_look, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
 
@@ -133,7 +134,7 @@ def test_bad_second_looks_get_one_line(tmp_path, classic36_reader):
         attach(state, {"nonsense": torch.zeros(1)}, "0O", 6)
     broken = {**state, "second_look": {"model": {"x": torch.zeros(1)}, "symbols": "0O", "peak_to_centre": 6}}
     save_checkpoint(broken, tmp_path / "broken.pt", keep_previous=False)
-    from captcha_stream.predict import model_from_checkpoint
+    from captcha_stream.reader.build import model_from_checkpoint
 
     with pytest.raises(CaptchaStreamError, match="broken.pt: its second look cannot be read"):
         model_from_checkpoint(tmp_path / "broken.pt")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from captcha_stream.config import DataConfig, EvalConfig, load_config
-from captcha_stream.metrics import summary
-from captcha_stream.predict import Recognizer
-from captcha_stream.render import Renderer
+from captcha_stream.data.render import Renderer
+from captcha_stream.eval.metrics import summary
+from captcha_stream.reader.recognizer import Recognizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "captcha62.pt"

@@ -1,8 +1,8 @@
 import torch
 from torch.utils.data import DataLoader
 
-from captcha_stream.codec import Codec
-from captcha_stream.stream import CaptchaStream, CtcCollate
+from captcha_stream.data.stream import CaptchaStream, CtcCollate
+from captcha_stream.model.codec import Codec
 
 
 def labels_of(loader):
@@ -96,9 +96,9 @@ def test_augment_jitters_the_chosen_share_reproducibly(small_data):
 
 
 def test_folder_stream_augments_too(tmp_path, small_data):
-    from captcha_stream.export import export_set
-    from captcha_stream.folder import FolderDataset
-    from captcha_stream.stream import FolderStream
+    from captcha_stream.data.folder import FolderDataset
+    from captcha_stream.data.frozen import export_set
+    from captcha_stream.data.stream import FolderStream
 
     export_set(tmp_path / "set", 4, small_data, seed=3, workers=1, progress=False, log=lambda _: None)
     folder = FolderDataset(tmp_path / "set", small_data)

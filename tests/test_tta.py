@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from captcha_stream.codec import Codec
 from captcha_stream.config import EvalConfig, parse_tta
+from captcha_stream.data.render import Renderer
 from captcha_stream.errors import CaptchaStreamError
-from captcha_stream.metrics import summary
-from captcha_stream.predict import Recognizer
-from captcha_stream.render import Renderer
-from captcha_stream.tta import agree, shift_images, shifts_for
+from captcha_stream.eval.metrics import summary
+from captcha_stream.model.codec import Codec
+from captcha_stream.reader.recognizer import Recognizer
+from captcha_stream.reader.tta import agree, shift_images, shifts_for
 
 ROOT = Path(__file__).resolve().parents[1]
 

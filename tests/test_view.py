@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from captcha_stream.view import write_sheet
+from captcha_stream.eval.view import write_sheet
 
 RED, GREEN = (224, 102, 102), (205, 229, 205)
 
@@ -46,7 +46,7 @@ def test_sheet_rejects_an_empty_request(tmp_path, images):
 
 
 def test_page_and_sheet_mark_the_same_characters():
-    from captcha_stream.view import _marked, _marks
+    from captcha_stream.eval.view import _marked, _marks
 
     assert _marks("aXcde", "abcd") == [("a", False), ("X", True), ("c", False), ("d", False), ("e", True)]
     assert _marks("ab", "abcd") == [("a", False), ("b", False), ("_", True), ("_", True)]

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from captcha_stream.config import load_config
-from captcha_stream.model import CRNN
-from captcha_stream.widen import widen_state
+from captcha_stream.model.crnn import CRNN
+from captcha_stream.tools.widen import widen_state
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "smoke.yaml"
@@ -89,8 +89,8 @@ def test_new_units_are_seeded():
 def test_widen_command_then_continue_training(tmp_path, capsys):
     from captcha_stream.checkpoint import save_checkpoint
     from captcha_stream.cli import run, widen_main
-    from captcha_stream.predict import model_from_checkpoint
-    from captcha_stream.train import train
+    from captcha_stream.reader.build import model_from_checkpoint
+    from captcha_stream.train.loop import train
 
     base = {
         "train.run_dir": str(tmp_path / "run"),

@@ -1,11 +1,11 @@
-"""docs/zero_o_ceiling.py: the 0/O study's glyph makers are seeded and find their glyph."""
+"""experiments/zero_o_ceiling.py: the 0/O study's glyph makers are seeded and find their glyph."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "zero_o_ceiling.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "zero_o_ceiling.py"
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_set_labels_alternate_and_match_images(study):
 
 
 def test_quiet_renderer_leaves_out_only_the_noise(study):
-    from captcha_stream.render import Renderer
+    from captcha_stream.data.render import Renderer
 
     quiet = study.quiet_renderer(study.CLASSIC36)
     plain = Renderer(study.CLASSIC36, fast=False)  # made after: must still draw noise

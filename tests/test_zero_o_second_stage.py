@@ -1,4 +1,4 @@
-"""docs/zero_o_second_stage.py: the three ways of reading 0/O, and the summed one as the package reads it."""
+"""experiments/zero_o_second_stage.py: the three ways of reading 0/O, and the summed one as the package reads it."""
 
 import subprocess
 import sys
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "docs" / "zero_o_second_stage.py"
+SCRIPT = ROOT / "experiments" / "zero_o_second_stage.py"
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +18,10 @@ def stage(docs_script):
 
 def test_the_summed_way_reads_as_the_packages_second_look(stage, classic36_set, tmp_path):
     from captcha_stream.checkpoint import load_checkpoint, save_checkpoint
-    from captcha_stream.folder import FolderDataset
-    from captcha_stream.predict import Recognizer
-    from captcha_stream.second_look import attach, glyph_classifier
+    from captcha_stream.data.folder import FolderDataset
+    from captcha_stream.model.glyph_classifier import glyph_classifier
+    from captcha_stream.reader.recognizer import Recognizer
+    from captcha_stream.reader.second_look import attach
 
     # A random classifier with its answers scaled up: sure of itself, right or wrong, so the sum
     # of the two opinions goes sometimes one way, sometimes the other.
@@ -50,7 +51,7 @@ def test_the_summed_way_reads_as_the_packages_second_look(stage, classic36_set, 
 
 
 def sorted_paths(folder, reader):
-    from captcha_stream.folder import FolderDataset
+    from captcha_stream.data.folder import FolderDataset
 
     dataset = FolderDataset(folder, reader.cfg.data)
     return [str(dataset.path(i)) for i in range(len(dataset))]

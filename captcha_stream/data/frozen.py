@@ -1,0 +1,286 @@
+"""Freeze a seeded set of captchas to PNG files + labels.csv, atomically and in parallel.
+
+Image `i` of a set with seed `S` is `Renderer.sample_at(S, i)`: it does not depend on
+which process renders it or on the images before it, so 1 or 16 processes give the same
+bytes, and `extend` continues the same sequence. A set is built in a hidden temporary
+folder beside its destination and renamed into place when complete, so an interrupted
+export never leaves a half-written set under the real name.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ..config import DataConfig, from_dict
+from ..errors import CaptchaStreamError
+from .folder import LABELS_NAME, read_labels
+from .render import Renderer
+
+META_NAME = "set.json"
+CHUNK = 32
+
+_worker_renderer: Renderer | None = None
+
+
+def file_name(index: int) -> str:
+    return f"{index:06d}.png"
+
+
+def _init_worker(data: DataConfig) -> None:
+    global _worker_renderer
+    _worker_renderer = Renderer(data)
+
+
+def _render_range(args: tuple[str, int, int, int]) -> list[tuple[int, str]]:
+    folder, seed, first, stop = args
+    assert _worker_renderer is not None
+    done = []
+    for i in range(first, stop):
+        image, label = _worker_renderer.sample_at(seed, i)
+        image.save(os.path.join(folder, file_name(i)), format="PNG")
+        done.append((i, label))
+    return done
+
+
+def render_range(
+    folder: Path, data: DataConfig, seed: int, first: int, stop: int, workers: int, progress: bool = True
+) -> dict[int, str]:
+    """Render images first..stop-1 into `folder`; returns index -> label."""
+    chunks = [(str(folder), seed, a, min(a + CHUNK, stop)) for a in range(first, stop, CHUNK)]
+    labels: dict[int, str] = {}
+    bar = tqdm(total=stop - first, desc=f"rendering {folder.name}", unit="img", disable=not progress)
+    try:
+        if workers <= 1:
+            _init_worker(data)
+            results: Any = map(_render_range, chunks)
+            for done in results:
+                labels.update(done)
+                bar.update(len(done))
+        else:
+            with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(data,)) as pool:
+                for done in pool.map(_render_range, chunks):
+                    labels.update(done)
+                    bar.update(len(done))
+    finally:
+        bar.close()
+    return labels
+
+
+def versions() -> dict[str, str]:
+    return {name: metadata.version(name) for name in ("captcha", "pillow")}
+
+
+def read_meta(out: Path) -> dict[str, Any] | None:
+    path = out / META_NAME
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+        meta["data_config"] = from_dict(DataConfig, meta["data"], "data")
+        int(meta["seed"]), int(meta["n"])
+    except (ValueError, KeyError, TypeError, CaptchaStreamError) as exc:
+        raise CaptchaStreamError(f"{path}: not a valid set description ({exc})") from None
+    return meta
+
+
+def _write_labels(folder: Path, labels: dict[int, str]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["filename", "label"])
+    for i in sorted(labels):
+        writer.writerow([file_name(i), labels[i]])
+    (folder / LABELS_NAME).write_text(buf.getvalue(), encoding="utf-8")
+
+
+def _write_meta(folder: Path, data: DataConfig, seed: int, n: int) -> None:
+    meta = {"seed": seed, "n": n, "data": dataclasses.asdict(data), "versions": versions()}
+    (folder / META_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _temp_folder(out: Path, kind: str) -> Path:
+    return out.parent / f".{out.name}.{kind}-{os.getpid()}"
+
+
+def _remove_stale(out: Path) -> None:
+    """Leftovers of an interrupted export (its process is gone) are removed."""
+    if not out.parent.is_dir():
+        return
+    for path in out.parent.glob(f".{out.name}.*-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Put `tmp` at `out`; the old `out` stays until the new one is in place."""
+    _fsync_tree(tmp)
+    if out.exists():
+        old = _temp_folder(out, "old")
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)
+
+
+def export_set(
+    out: str | os.PathLike[str],
+    n: int,
+    data: DataConfig,
+    seed: int = 0,
+    extend: bool = False,
+    force: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Write (or extend) the frozen set at `out`; returns its path."""
+    out = Path(out)
+    if n < 1:
+        raise CaptchaStreamError(f"--n: must be at least 1, got {n}")
+    if seed < 0:
+        raise CaptchaStreamError(f"--seed: must be >= 0, got {seed}")
+    workers = workers or os.cpu_count() or 1
+    if out.exists() and not out.is_dir():
+        raise CaptchaStreamError(f"{out}: exists and is not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CaptchaStreamError(f"{out.parent}: cannot create folder: {exc.strerror}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise CaptchaStreamError(f"{out.parent}: folder is not writable")
+    _remove_stale(out)
+    meta = read_meta(out) if out.exists() else None
+
+    if extend:
+        if meta is None:
+            raise CaptchaStreamError(f"{out}: no set to extend (missing {META_NAME}); export one first")
+        if meta["data_config"] != data:
+            raise CaptchaStreamError(f"{out}: was rendered with a different data config; extend with the same --config")
+        seed, first = int(meta["seed"]), int(meta["n"])
+        old_rows = _read_set_labels(out)
+        tmp = _temp_folder(out, "tmp")
+        tmp.mkdir()
+        try:
+            for path in out.iterdir():
+                if path.name in (LABELS_NAME, META_NAME):
+                    continue  # rewritten below; linking them would let the rewrite reach the old set
+                # Hard links: the new folder shares the earlier files, which are never rewritten.
+                try:
+                    os.link(path, tmp / path.name)
+                except OSError:
+                    shutil.copy2(path, tmp / path.name)
+            labels = render_range(tmp, data, seed, first, first + n, workers, progress)
+            labels.update(old_rows)
+            _write_labels(tmp, labels)
+            _write_meta(tmp, data, seed, first + n)
+            _swap_in(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log(f"extended {out} with {n} images (now {first + n}, seed {seed})")
+        return out
+
+    if meta is not None and not force:
+        if meta["data_config"] == data and int(meta["seed"]) == seed and int(meta["n"]) == n:
+            log(f"{out}: already holds this set (seed {seed}, n {n}); nothing to do")
+            return out
+        raise CaptchaStreamError(
+            f"{out}: holds a different set (seed {meta['seed']}, n {meta['n']}); "
+            "use --force to replace it or --extend to add to it"
+        )
+    if meta is None and out.exists() and any(out.iterdir()) and not force:
+        raise CaptchaStreamError(f"{out}: exists and is not an exported set; use --force to replace it")
+    tmp = _temp_folder(out, "tmp")
+    tmp.mkdir()
+    try:
+        labels = render_range(tmp, data, seed, 0, n, workers, progress)
+        _write_labels(tmp, labels)
+        _write_meta(tmp, data, seed, n)
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"wrote {n} images + {LABELS_NAME} to {out} (seed {seed})")
+    return out
+
+
+def _read_set_labels(out: Path) -> dict[int, str]:
+    rows = read_labels(out / LABELS_NAME)
+    labels = {}
+    for name, label in rows:
+        stem = Path(name).stem
+        if not stem.isdigit():
+            raise CaptchaStreamError(f"{out / LABELS_NAME}: {name} is not a file name export_fixed_set.py writes")
+        labels[int(stem)] = label
+    return labels
+
+
+def ensure_set(
+    out: str | os.PathLike[str],
+    n: int,
+    data: DataConfig,
+    seed: int,
+    log: Callable[[str], None] = print,
+    kind: str = "test",
+    key: str = "eval.test_dir",
+    forbidden_seed: int | None = None,
+) -> Path:
+    """The frozen set at `out`, exported first if it is missing; refuses a mismatched one.
+
+    `kind` and `key` name the set and its config key in messages; a set exported with
+    `forbidden_seed` is refused (the validation set must not be a copy of the test set).
+    """
+    out = Path(out)
+    meta = read_meta(out) if out.is_dir() else None
+    if meta is None:
+        if out.is_dir() and (out / LABELS_NAME).is_file():
+            return out  # a hand-made labelled folder: trust it
+        log(f"{kind} set {out} is missing: exporting {n} images with seed {seed}")
+        return export_set(out, n, data, seed=seed, log=log)
+    stored: DataConfig = meta["data_config"]
+    if (stored.charset, stored.width, stored.height) != (data.charset, data.width, data.height):
+        raise CaptchaStreamError(
+            f"{out}: {kind} set was rendered for a different charset or size "
+            f"({stored.width}x{stored.height}); set {key} to another folder"
+        )
+    if forbidden_seed is not None and int(meta["seed"]) == forbidden_seed:
+        raise CaptchaStreamError(
+            f"{out}: {kind} set was exported with seed {forbidden_seed}, the test set's; set {key} to another folder"
+        )
+    return out

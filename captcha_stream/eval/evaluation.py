@@ -1,0 +1,124 @@
+"""Run a model over a labelled set and report: the numbers, and a printable report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from ..model.codec import Codec
+from ..reader.tta import agree, shift_images, shifts_for
+from . import metrics
+
+
+@dataclass
+class Results:
+    labels: list[str]
+    preds: list[str]
+    confidences: list[float]
+    names: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        return metrics.summary(self.preds, self.labels)
+
+
+def load_all(
+    dataset: Dataset, batch_size: int = 256, workers: int = 0, progress: bool = False
+) -> tuple[torch.Tensor, list[str]]:
+    """Every image of a labelled dataset as one uint8 tensor (decoded once, reused each eval)."""
+    # Its own generator: loading a test set must not move the global RNG (exact resume).
+    loader = DataLoader(
+        dataset, batch_size=batch_size, num_workers=workers, collate_fn=_stack, generator=torch.Generator()
+    )
+    images, labels = [], []
+    for x, y in tqdm(loader, desc="loading images", unit="batch", disable=not progress, leave=False):
+        images.append(x)
+        labels.extend(y)
+    return torch.cat(images), labels
+
+
+def _stack(samples: Sequence[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, list[str]]:
+    return torch.stack([s[0] for s in samples]), [s[1] for s in samples]
+
+
+@torch.no_grad()
+def decode_images(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    codec: Codec,
+    device: torch.device,
+    batch_size: int = 256,
+    beam: int = 0,
+    progress: bool = False,
+    lengths: tuple[int, int] | None = None,
+    tta: Sequence[int] = (),
+) -> list[tuple[str, float]]:
+    """(text, confidence) for each uint8 image, greedy (beam=0) or beam search; `tta` offsets
+    (pixels) also read each image moved that far left and right (`captcha_stream.tta`)."""
+    was_training = model.training
+    model.eval()
+    out: list[tuple[str, float]] = []
+    try:
+        for start in tqdm(
+            range(0, len(images), batch_size), desc="decoding", unit="batch", disable=not progress, leave=False
+        ):
+            batch = images[start : start + batch_size].to(device, non_blocking=True)
+            views = [model(shift_images(batch, dx)).cpu() for dx in shifts_for(tta)]
+            out.extend(agree(views, [codec.decode(v, beam, lengths) for v in views], codec, lengths))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def run_eval(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: list[str],
+    codec: Codec,
+    device: torch.device,
+    batch_size: int = 256,
+    beam: int = 0,
+    progress: bool = False,
+    lengths: tuple[int, int] | None = None,
+    tta: Sequence[int] = (),
+) -> Results:
+    decoded = decode_images(model, images, codec, device, batch_size, beam, progress, lengths, tta)
+    return Results(labels=list(labels), preds=[t for t, _ in decoded], confidences=[c for _, c in decoded])
+
+
+def headline(summary: dict[str, float]) -> str:
+    """The four headline numbers on one line."""
+    return (
+        f"full-string {summary['full_string_accuracy']:.2%}  char {summary['char_accuracy']:.2%}  "
+        f"CER {summary['cer']:.2%}  case-insensitive {summary['case_insensitive_accuracy']:.2%}"
+    )
+
+
+def format_report(results: Results, samples: int = 10, confusions: int = 10) -> str:
+    """The human-readable evaluation: headline numbers, per length, confusions, samples."""
+    s = results.summary()
+    low, high = metrics.full_string_interval(results.preds, results.labels)
+    lines = [
+        f"images                     {s['n']}",
+        f"full-string accuracy       {s['full_string_accuracy']:.2%}   (95% interval {low:.2%} to {high:.2%})",
+        f"character accuracy         {s['char_accuracy']:.2%}   (position-wise; see README)",
+        f"CER                        {s['cer']:.2%}",
+        f"case-insensitive accuracy  {s['case_insensitive_accuracy']:.2%}",
+        "",
+        "by label length:",
+    ]
+    for length, (count, acc) in metrics.accuracy_by_length(results.preds, results.labels).items():
+        lines.append(f"  {length:>2} chars  {count:>6} images  {acc:7.2%}")
+    conf = metrics.confusions(results.preds, results.labels, top=confusions) if confusions else []
+    if conf:
+        lines += ["", "most confused (true -> predicted):"]
+        lines += [f"  {a} -> {b}  {c}" for a, b, c in conf]
+    if samples:
+        lines += ["", f"{'truth':<12}{'prediction':<12}confidence"]
+        for i in range(min(samples, len(results.labels))):
+            mark = "" if results.preds[i] == results.labels[i] else "   <- wrong"
+            lines.append(f"{results.labels[i]:<12}{results.preds[i]:<12}{results.confidences[i]:.3f}{mark}")
+    return "\n".join(lines)

@@ -1,0 +1,90 @@
+"""CRNN: convolutional features, a bidirectional recurrent layer, a linear head for CTC.
+
+Tensors in, tensors out: no files, no printing, no CLI.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import DataConfig, ModelConfig
+from ..errors import CaptchaStreamError
+
+
+def _stage(c_in: int, c_out: int, convs: int, pool: tuple[int, int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers += [
+            nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        ]
+    layers.append(nn.MaxPool2d(pool, pool, ceil_mode=True))
+    return nn.Sequential(*layers)
+
+
+def output_steps(data: DataConfig, model: ModelConfig) -> int:
+    """CTC time steps the model emits for an image of the config's width."""
+    steps = data.width
+    for _ in range(model.width_pools):
+        steps = -(-steps // 2)  # ceil_mode pooling
+    return steps
+
+
+def check_fits(data: DataConfig, model: ModelConfig) -> None:
+    """CTC needs at least one frame per symbol plus a blank between repeats; ask for 2x."""
+    steps = output_steps(data, model)
+    if steps < 2 * data.max_length:
+        raise CaptchaStreamError(
+            f"model emits {steps} time steps for data.width={data.width} with model.width_pools="
+            f"{model.width_pools}, fewer than 2 x data.max_length={2 * data.max_length}; "
+            "widen the image or lower model.width_pools"
+        )
+
+
+class CRNN(nn.Module):
+    """uint8 images (N, C, H, W) -> log-probabilities (T, N, classes), blank = class 0."""
+
+    def __init__(self, data: DataConfig, model: ModelConfig, num_classes: int) -> None:
+        super().__init__()
+        check_fits(data, model)
+        stages = []
+        c_in = data.channels
+        height = data.height
+        for i, c_out in enumerate(model.cnn_channels):
+            # Early stages pool both axes; later ones keep the width, which becomes time.
+            pool = (2, 2) if i < model.width_pools else (2, 1)
+            stages.append(_stage(c_in, c_out, 1 if i < 2 else 2, pool))
+            c_in = c_out
+            height = -(-height // 2)
+        self.features = nn.Sequential(*stages)
+        self.feature_height = height
+        rnn_cls = nn.LSTM if model.rnn == "lstm" else nn.GRU
+        # Height is folded into the features rather than averaged away: where a stroke sits
+        # vertically helps tell case apart (o/O, x/X), which is this task's main confusion.
+        self.project = nn.Linear(c_in * height, model.rnn_hidden)
+        self.rnn = rnn_cls(
+            model.rnn_hidden,
+            model.rnn_hidden,
+            num_layers=model.rnn_layers,
+            bidirectional=model.bidirectional,
+            dropout=model.dropout if model.rnn_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(model.dropout)
+        self.head = nn.Linear(model.rnn_hidden * (2 if model.bidirectional else 1), num_classes)
+
+    @staticmethod
+    def normalize(images: torch.Tensor) -> torch.Tensor:
+        """uint8 [0, 255] -> float [-1, 1]; part of the model so every consumer agrees."""
+        return images.float().mul(2.0 / 255.0).sub(1.0)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.features(self.normalize(images))  # (N, C, H', T)
+        n, c, h, t = x.shape
+        x = x.permute(3, 0, 1, 2).reshape(t, n, c * h)  # (T, N, C*H')
+        x = self.dropout(torch.relu(self.project(x)))
+        x, _ = self.rnn(x)
+        logits = self.head(self.dropout(x))
+        # CTC wants float32 log-probabilities even under autocast.
+        return logits.float().log_softmax(dim=2)

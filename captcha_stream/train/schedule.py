@@ -1,0 +1,44 @@
+"""The optimizer and its learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..config import Config
+
+
+def lr_factor(step: int, cfg: Config) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio at the last step."""
+    warm, total, floor = cfg.optim.warmup_steps, cfg.train.steps, cfg.optim.min_lr_ratio
+    if warm and step < warm:
+        return (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(1, total - warm))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def lr_scale(cfg: Config, world_size: int) -> float:
+    """The configured lr is for one process; more ranks make a larger global batch."""
+    if cfg.optim.lr_scaling == "sqrt":
+        return math.sqrt(world_size)
+    return float(world_size) if cfg.optim.lr_scaling == "linear" else 1.0
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Config, scale: float = 1.0) -> torch.optim.Optimizer:
+    # No weight decay on norms and biases: decaying them only fights BatchNorm.
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr * scale)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+
+
+def warmup_cosine(step: int, lr: float, steps: int, warmup: int) -> float:
+    """The learning rate at `step` (from 0) of an add-on's run: linear warm-up, then a cosine to zero at `steps`."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))

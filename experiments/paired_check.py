@@ -1,0 +1,60 @@
+"""Is checkpoint B really better than A? Read both on the same images and count where they differ.
+
+Two readers' accuracies on one set are not independent: most images both read right, a few both read
+wrong, and only the strings exactly one of them reads right say anything about which is better. This
+prints those counts per set and an exact two-sided McNemar test over all sets (under "equally good",
+each such string is a fair coin between the two).
+
+    python experiments/paired_check.py --a OLD.pt --b NEW.pt --data data/val-classic36 --data data/test-classic36 ...
+
+Written for issue 8: it measured the widened classic36 against the model it grew from (models/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from math import comb
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from captcha_stream.data.folder import FolderDataset  # noqa: E402
+from captcha_stream.reader.recognizer import Recognizer  # noqa: E402
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided p-value: the chance of a split at least this uneven from fair coins."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--a", required=True, help="the reference checkpoint")
+    parser.add_argument("--b", required=True, help="the challenger")
+    parser.add_argument("--data", action="append", required=True, help="a labelled folder (repeatable)")
+    args = parser.parse_args()
+    readers = {"a": Recognizer.from_checkpoint(args.a), "b": Recognizer.from_checkpoint(args.b)}
+    total_a = total_b = 0
+    for folder in args.data:
+        dataset = FolderDataset(folder, readers["a"].cfg.data)
+        paths = [str(dataset.path(i)) for i in range(len(dataset))]
+        labels = [label for _, label in dataset.rows]
+        right = {k: [p.text == t for p, t in zip(r.predict(paths), labels)] for k, r in readers.items()}
+        only_a = sum(a and not b for a, b in zip(right["a"], right["b"]))
+        only_b = sum(b and not a for a, b in zip(right["a"], right["b"]))
+        print(
+            f"{folder}: {len(paths)} images, A wrong {right['a'].count(False)}, B wrong {right['b'].count(False)}; "
+            f"only A right {only_a}, only B right {only_b}"
+        )
+        total_a += only_a
+        total_b += only_b
+    print(f"all: only A right {total_a}, only B right {total_b}; exact McNemar p = {mcnemar_p(total_a, total_b):.3f}")
+
+
+if __name__ == "__main__":
+    main()
