@@ -21,14 +21,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from captcha_stream import metrics  # noqa: E402
+from captcha_stream.eval import metrics  # noqa: E402
+from captcha_stream.checkpoint import load_checkpoint  # noqa: E402
 from captcha_stream.cli import find_checkpoint  # noqa: E402
-from captcha_stream.data.folder import FolderDataset
+from captcha_stream.data.folder import FolderDataset  # noqa: E402
 from captcha_stream.data.frozen import ensure_set  # noqa: E402
 from captcha_stream.data.images import load_image  # noqa: E402
-from captcha_stream.reader.denoised import Denoised  # noqa: E402
+from captcha_stream.reader import stages  # noqa: E402
+from captcha_stream.reader.build import model_from_checkpoint  # noqa: E402
 from captcha_stream.reader.recognizer import Recognizer  # noqa: E402
-from captcha_stream.reader.second_look import SecondLook  # noqa: E402
 from captcha_stream.tools.slim import slim_checkpoint  # noqa: E402
 
 
@@ -74,27 +75,26 @@ def main() -> None:
     truths = [ds.rows[i][1] for i in range(n)]
 
     readers = {"pytorch": lambda batch: [p.text for p in torch_reader.predict(batch, batch_size=args.batch)]}
-    # A denoiser (captcha_stream/denoiser.py) and a second look (captcha_stream/second_look.py) are
-    # measured against what they wrap; ONNX, which cannot carry a second look, exports without it.
-    model = torch_reader.model
-    inner = model.reader if isinstance(model, Denoised) else model
-    second_look = isinstance(inner, SecondLook)
-    if inner is not model:
-        plain = Recognizer(inner, cfg)
-        readers["pytorch, no denoiser"] = lambda batch: [p.text for p in plain.predict(batch, batch_size=args.batch)]
-    if second_look:
-        alone = Recognizer(inner.reader, cfg)
-        readers["pytorch, reader alone"] = lambda batch: [p.text for p in alone.predict(batch, batch_size=args.batch)]
+    # Each reader stage (captcha_stream/reader/stages.py) is measured against what it wraps: the
+    # stack less its outermost stages, one more at a time, down to the CRNN alone.
+    state = load_checkpoint(ckpt)
+    names = stages.names_in(state)
+    for k in range(len(names) - 1, -1, -1):
+        left_out = names[k:]
+        inner = Recognizer(model_from_checkpoint(ckpt, without=left_out)[0], cfg)
+        readers[f"pytorch, without {' + '.join(left_out)}"] = lambda batch, r=inner: [
+            p.text for p in r.predict(batch, batch_size=args.batch)
+        ]
     try:
         from captcha_stream.reader.onnx import export_onnx
 
         tmp = Path(tempfile.mkdtemp())
         onnx_path = tmp / "model.onnx"
-        export_onnx(
-            slim_checkpoint(ckpt, tmp / "reader.pt", without=["second_look"]) if second_look else ckpt, onnx_path
-        )
+        # ONNX exports the stack less the stages it cannot carry.
+        refused = stages.not_for_onnx(state)
+        export_onnx(slim_checkpoint(ckpt, tmp / "reader.pt", without=refused) if refused else ckpt, onnx_path)
         onnx_reader = Recognizer.from_checkpoint(onnx_path)
-        name = "onnxruntime, no second look" if second_look else "onnxruntime"
+        name = f"onnxruntime, without {' + '.join(refused)}" if refused else "onnxruntime"
         readers[name] = lambda batch: [p.text for p in onnx_reader.predict(batch, batch_size=args.batch)]
     except Exception as exc:  # noqa: BLE001 - the extra is optional; say why it is missing
         print(f"ONNX Runtime skipped: {exc}", file=sys.stderr)
@@ -131,11 +131,11 @@ def main() -> None:
             "case_insensitive_accuracy": metrics.case_insensitive_accuracy(preds, truths),
         }
     print(f"\n{ckpt} on {data_dir} ({n} images, batch {args.batch}), {os.cpu_count()} cores")
-    print(f"{'reader':<27}{'latency ms (median/p95)':>26}{'batched img/s':>15}{'full-string':>13}{'case-insens.':>14}")
+    print(f"{'reader':<40}{'latency ms (median/p95)':>26}{'batched img/s':>15}{'full-string':>13}{'case-insens.':>14}")
     for name, r in results.items():
         lat = f"{r['latency_ms_median']:.2f} / {r['latency_ms_p95']:.2f}"
         print(
-            f"{name:<27}{lat:>26}{r['batched_img_per_s']:>15.0f}{r['full_string_accuracy']:>13.2%}"
+            f"{name:<40}{lat:>26}{r['batched_img_per_s']:>15.0f}{r['full_string_accuracy']:>13.2%}"
             f"{r['case_insensitive_accuracy']:>14.2%}"
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
-"""python -m captcha_stream {predict,train,evaluate,export,export-onnx,plot,slim,average,widen} ..."""
+"""python -m captcha_stream COMMAND [options]: the commands are listed in COMMANDS below."""
 
 import sys
 
 from .cli import (
+    attach_main,
     average_main,
     evaluate_main,
     export_main,
@@ -11,6 +12,7 @@ from .cli import (
     predict_main,
     run,
     slim_main,
+    train_addon_main,
     train_main,
     widen_main,
 )
@@ -25,6 +27,8 @@ COMMANDS = {
     "slim": slim_main,
     "average": average_main,
     "widen": widen_main,
+    "train-addon": train_addon_main,
+    "attach": attach_main,
 }
 
 

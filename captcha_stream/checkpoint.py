@@ -85,6 +85,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
+def load_weights(path: str | os.PathLike[str], what: str = "weights") -> Any:
+    """A file of weights (not a whole checkpoint), loaded without running code; failures are one line
+    (`what` names what the file should hold)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, IsADirectoryError):
+        raise CaptchaStreamError(f"{path}: no such file") from None
+    except Exception:  # noqa: BLE001 - torch.load fails on foreign bytes in many ways
+        raise CaptchaStreamError(f"{path}: holds no {what}") from None
+
+
 def load_for_resume(path: str | os.PathLike[str], log: Any = print) -> dict[str, Any]:
     """Load `path`, falling back to its kept previous version when it is damaged."""
     path = Path(path)

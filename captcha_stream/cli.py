@@ -7,6 +7,7 @@ exits with status 2 (a traceback only with --debug).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -416,4 +417,67 @@ def widen_main(argv: Sequence[str] | None = None) -> int:
     overrides = dict(parse_override(s) for s in args.set)
     out = widen_checkpoint(args.src, args.dst, overrides, args.seed)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), widened with {' '.join(args.set)}")
+    return 0
+
+
+def train_addon_main(argv: Sequence[str] | None = None) -> int:
+    from .atomic import replacing
+    from .config import load_config, parse_override
+    from .train.addons import train_addon
+
+    parser = argparse.ArgumentParser(
+        prog="python -m captcha_stream train-addon",
+        description="Train a reader stage on its own: a denoiser, or a second look's glyph classifier "
+        "(then put it into a reader with: python -m captcha_stream attach).",
+    )
+    parser.add_argument("kind", choices=["denoiser", "second_look"], help="which stage")
+    parser.add_argument("--config", required=True, help="YAML config: its data: and addon: sections")
+    parser.add_argument("--out", required=True, help="weights file to write (at every measurement, atomically)")
+    parser.add_argument("--steps", type=int, help="optimizer steps (addon.steps)")
+    parser.add_argument("--set", action="append", default=[], metavar="addon.KEY=VALUE", help="override (repeatable)")
+    parser.add_argument("--json", help="also write the held-out curve to this JSON file")
+    args = parser.parse_args(argv)
+    overrides: dict[str, object] = dict(parse_override(s) for s in args.set)
+    if args.steps is not None:
+        overrides["addon.steps"] = args.steps
+    cfg = load_config(resolve_config(args.config), overrides)
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise CaptchaStreamError(f"--json: folder {Path(args.json).parent} does not exist")
+    curve = train_addon(args.kind, cfg, args.out)
+    if args.json:
+        with replacing(args.json) as tmp:
+            tmp.write_text(json.dumps({"config": cfg.to_dict(), "curve": curve}, indent=1) + "\n")
+    print(f"wrote {args.out} (step {curve[-1]['step']})")
+    return 0
+
+
+def attach_main(argv: Sequence[str] | None = None) -> int:
+    from .tools.attach import LAST_GAP, PEAK_TO_CENTRE, attach_stages
+
+    parser = argparse.ArgumentParser(
+        prog="python -m captcha_stream attach",
+        description="Write a reader's checkpoint with stages trained by train-addon put into it.",
+    )
+    parser.add_argument("reader", help="the reader's checkpoint")
+    parser.add_argument("out", help="the checkpoint to write")
+    parser.add_argument("--denoiser", help="a denoiser (train-addon file, or a checkpoint carrying one)")
+    parser.add_argument("--second-look", help="a glyph classifier (train-addon file, or a checkpoint carrying one)")
+    parser.add_argument(
+        "--peak-to-centre",
+        type=int,
+        default=PEAK_TO_CENTRE,
+        help="pixels from a CTC peak to its glyph's middle",
+    )
+    parser.add_argument(
+        "--last-gap",
+        type=int,
+        default=LAST_GAP,
+        help="pixels from the second-to-last peak to the last glyph's middle (-1: the last is not looked at)",
+    )
+    args = parser.parse_args(argv)
+    if not (args.denoiser or args.second_look):
+        raise CaptchaStreamError("attach: name at least one stage: --denoiser FILE and/or --second-look FILE")
+    last_gap = None if args.last_gap < 0 else args.last_gap
+    out = attach_stages(args.reader, args.out, args.denoiser, args.second_look, args.peak_to_centre, last_gap)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -186,7 +186,7 @@ class TrainConfig:
     focus_symbols: str = ""
     focus_weight: float = 1.0
     # Render this many times the batch each step and train on the batch_size captchas the model
-    # reads worst (highest CTC loss; captcha_stream/hard_examples.py). 1 = off.
+    # reads worst (highest CTC loss; captcha_stream/train/hard_examples.py). 1 = off.
     hard_pool: int = 1
 
     def validate(self, where: str = "train") -> None:
@@ -234,7 +234,7 @@ class EvalConfig:
     # Beam search answers only with data.min_length..max_length symbols (greedy ignores it).
     length_prior: bool = True
     # Test-time shifts: [2, 4] also reads each image moved 2 and 4 pixels left and right and
-    # answers with the reading the views agree on best (captcha_stream/tta.py); 1 + 2 x len
+    # answers with the reading the views agree on best (captcha_stream/reader/tta.py); 1 + 2 x len
     # forward passes. Not used by the validation runs during training. [] = off.
     tta: list[int] = field(default_factory=list)
     samples: int = 10
@@ -270,6 +270,47 @@ class EvalConfig:
             )
 
 
+@dataclass
+class AddonConfig:
+    """A reader stage trained on its own (python -m captcha_stream train-addon KIND): the denoiser, or
+    the second look's glyph classifier. Its captchas are the config's `data`."""
+
+    steps: int = 6000
+    batch_size: int = 16
+    lr: float = 0.002
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    seed: int = 19
+    # Measured on `val_size` held-out examples (another seed) every `eval_every` steps, and saved.
+    eval_every: int = 500
+    val_size: int = 500
+    # torch threads of the trainer (one DataLoader worker renders beside it).
+    threads: int = 1
+    # Go on from these weights (a train-addon file, or a checkpoint carrying the stage).
+    init_from: str = ""
+    # denoiser: its channels, and the columns of each full-height training crop.
+    width: int = 24
+    crop: int = 80
+    # second look: the two symbols it tells apart, and how far (pixels) a training crop's centre may
+    # sit off the glyph's (at reading time the centre comes from a CTC peak, a few pixels off).
+    symbols: str = "0O"
+    jitter: int = 0
+
+    def validate(self, where: str = "addon") -> None:
+        for name in ("steps", "batch_size", "eval_every", "val_size", "threads", "width", "crop"):
+            if getattr(self, name) < 1:
+                raise CaptchaStreamError(f"{where}.{name}: must be at least 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "seed", "jitter"):
+            if getattr(self, name) < 0:
+                raise CaptchaStreamError(f"{where}.{name}: must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise CaptchaStreamError(f"{where}.lr: must be > 0, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise CaptchaStreamError(f"{where}.weight_decay: must be >= 0, got {self.weight_decay}")
+        if len(self.symbols) != 2 or self.symbols[0] == self.symbols[1]:
+            raise CaptchaStreamError(f"{where}.symbols: must be two different symbols, got {self.symbols!r}")
+
+
 def check_tta(offsets: Sequence[int], data: DataConfig, where: str = "eval.tta") -> None:
     """Refuse test-time shifts that are not distinct positive offsets small enough to keep the text in."""
     for pixels in offsets:
@@ -297,6 +338,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    addon: AddonConfig = field(default_factory=AddonConfig)
     # Where the config came from; names the default run directory.
     name: str = "default"
 
@@ -307,6 +349,7 @@ class Config:
         self.optim.validate("optim")
         self.train.validate("train")
         self.eval.validate("eval")
+        self.addon.validate("addon")
         check_tta(self.eval.tta, self.data, "eval.tta")
         for ch in self.train.focus_symbols:
             if ch not in self.data.charset:
@@ -506,6 +549,7 @@ _RESUME_NEUTRAL = (
     "train.checkpoint_every",
     "train.init_from",
     "eval.",
+    "addon.",
 )
 
 

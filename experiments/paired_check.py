@@ -14,22 +14,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from math import comb
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from captcha_stream.data.folder import FolderDataset  # noqa: E402
+from captcha_stream.eval.metrics import mcnemar_p  # noqa: E402
 from captcha_stream.reader.recognizer import Recognizer  # noqa: E402
-
-
-def mcnemar_p(only_a: int, only_b: int) -> float:
-    """Exact two-sided p-value: the chance of a split at least this uneven from fair coins."""
-    n = only_a + only_b
-    if n == 0:
-        return 1.0
-    tail = sum(comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 def main() -> None:

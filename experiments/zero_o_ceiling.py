@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import pickle
 import random
 import sys
 import time
@@ -49,16 +48,19 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from captcha_stream.atomic import replacing  # noqa: E402
-from captcha_stream.config import DataConfig, load_config  # noqa: E402
-from captcha_stream.data.render import (  # noqa: E402
-    Renderer,
+from captcha_stream.config import load_config  # noqa: E402
+from captcha_stream.data.glyphs import GlyphMaker as ContextGlyphMaker  # noqa: E402
+from captcha_stream.data.render import Renderer  # noqa: E402
+from captcha_stream.data.seeding import (  # noqa: E402
     SeededSecrets,
     derive_seed,
     seeded_captcha_class,
 )
 from captcha_stream.errors import CaptchaStreamError  # noqa: E402
 from captcha_stream.model.glyph_classifier import CROP_H, CROP_W, glyph_classifier, normalize  # noqa: E402
-from captcha_stream.reader.second_look import crop as crop_at_column  # noqa: E402
+from captcha_stream.reader.second_look import load_classifier  # noqa: E402
+from captcha_stream.train.addons import classify  # noqa: E402
+from captcha_stream.train.schedule import warmup_cosine  # noqa: E402
 
 SYMBOLS = "0O"
 # The data the study mirrors: classic36's charset, length, canvas and font sizes.
@@ -121,54 +123,9 @@ class GlyphMaker:
         return np.asarray(canvas.crop((left, top, left + CROP_W, top + CROP_H)), dtype=np.uint8)
 
 
-class ContextGlyphMaker:
-    """The same question in context: a 0 or O cut out of a whole classic36 captcha.
-
-    Noise curve, dots and overlapping neighbours included. The glyph is found by rendering the
-    captcha a second time from the same seed with a blank in its place: a blank makes the same
-    random draws and is as wide, so everything else lands on the same pixels and the difference
-    is the glyph (where the neighbours pasted after it leave it visible).
-    """
-
-    def __init__(self, seed: int, jitter: int = 0) -> None:
-        self.rng = random.Random(seed)
-        self.renderer = Renderer(CLASSIC36, seed=0)
-        # Crops centred up to this many pixels off the glyph: a second-stage reader gets its
-        # centres from the first reader's CTC peaks, which land a few pixels from the glyph's middle.
-        self.jitter = jitter
-
-    def pair(self, symbol: str) -> tuple[np.ndarray, np.ndarray]:
-        """A random captcha holding `symbol`, and the same captcha with a blank in its place.
-
-        `self.position` says which character it is (0 = first).
-        """
-        where = self.position = self.rng.randrange(LENGTH)
-        text = [self.rng.choice(CHARSET) for _ in range(LENGTH)]
-        seed = self.rng.getrandbits(63)
-        images = []
-        for ch in (symbol, " "):
-            text[where] = ch
-            self.renderer.reseed(seed)
-            images.append(np.asarray(self.renderer.render("".join(text)).convert("L"), dtype=np.int16))
-        return images[0], images[1]
-
-    @staticmethod
-    def centre(full: np.ndarray, blank: np.ndarray) -> int:
-        """The middle column of the pixels the glyph changes."""
-        columns = np.nonzero(np.abs(full - blank).max(axis=0) > 8)[0]
-        return (int(columns[0]) + int(columns[-1]) + 1) // 2 if len(columns) else WIDTH // 2
-
-    # The window the second look cuts at reading time (captcha_stream/second_look.py).
-    crop = staticmethod(crop_at_column)
-
-    def glyph(self, symbol: str) -> np.ndarray:
-        full, blank = self.pair(symbol)
-        shift = self.rng.randint(-self.jitter, self.jitter) if self.jitter else 0
-        return self.crop(full, self.centre(full, blank) + shift)
-
-
 def make_maker(seed: int, context: bool, jitter: int = 0) -> GlyphMaker | ContextGlyphMaker:
-    return ContextGlyphMaker(seed, jitter) if context else GlyphMaker(seed)
+    """A lone-glyph maker (this study's), or the package's crops cut out of whole captchas."""
+    return ContextGlyphMaker(CLASSIC36, seed, jitter) if context else GlyphMaker(seed)
 
 
 def make_set(seed: int, n: int, context: bool = False, jitter: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,16 +149,6 @@ class GlyphStream(IterableDataset):
             labels = torch.tensor([maker.rng.getrandbits(1) for _ in range(self.batch_size)])
             images = np.stack([maker.glyph(SYMBOLS[int(y)]) for y in labels])
             yield torch.from_numpy(images)[:, None], labels
-
-
-@torch.no_grad()
-def classify(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Class indices for uint8 glyphs, in evaluation mode, 1000 at a time; leaves the mode as it was."""
-    was_training = model.training
-    model.eval()
-    preds = torch.cat([model(normalize(images[i : i + 1000])).argmax(1) for i in range(0, len(images), 1000)])
-    model.train(was_training)
-    return preds
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, dict[str, int]]:
@@ -251,16 +198,6 @@ def reader_counts(checkpoint: str, folders: list[str]) -> dict[str, int]:
     return counts
 
 
-def quiet_renderer(data: DataConfig) -> Renderer:
-    """A renderer that draws the package's captchas without the noise dots and curve."""
-    renderer = Renderer(data, fast=False)
-    # Class attributes of this renderer's own seeded subclass: no other renderer is touched.
-    quiet_class = type(renderer._captcha)
-    quiet_class.create_noise_dots = staticmethod(lambda image, color, width=3, number=30: image)
-    quiet_class.create_noise_curve = staticmethod(lambda image, color: image)
-    return renderer
-
-
 def without_noise_counts(checkpoint: str, seeds: list[int], size: int) -> dict[str, dict[str, int]]:
     """The reader on exported sets re-rendered from their seeds, with and without the noise.
 
@@ -272,7 +209,7 @@ def without_noise_counts(checkpoint: str, seeds: list[int], size: int) -> dict[s
 
     reader = Recognizer.from_checkpoint(checkpoint)
     plain = Renderer(reader.cfg.data, fast=False)
-    quiet = quiet_renderer(reader.cfg.data)
+    quiet = Renderer(reader.cfg.data, fast=False, noise=False)
     result = {"with noise": new_counts(), "without noise": new_counts()}
     for seed in seeds:
         for kind, renderer in (("with noise", plain), ("without noise", quiet)):
@@ -344,7 +281,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.init:
         try:
-            model = load_classifier(args.init).train()
+            model = load_classifier(args.init)[0].train()
         except CaptchaStreamError as exc:
             parser.exit(1, f"{parser.prog}: --init {exc}\n")
     else:
@@ -400,30 +337,10 @@ def main() -> None:
         save_sheet(model, val_images, val_labels, args.sheet)
 
 
-def warmup_cosine(step: int, lr: float, steps: int, warmup: int) -> float:
-    """The learning rate at `step` (from 0): linear warm-up, then a cosine to zero at `steps`."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-
-
 def save_weights(model: nn.Module, args: argparse.Namespace, point: dict, path: str) -> None:
     """The classifier's weights with how they were made."""
     with replacing(path) as tmp:
         torch.save({"model": model.state_dict(), "args": vars(args), "point": point}, tmp)
-
-
-def load_classifier(path: str) -> nn.Module:
-    """A classifier saved by --save (or a checkpoint's second look), in evaluation mode."""
-    model = glyph_classifier()
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["second_look"]["model"] if "second_look" in saved else saved["model"])
-    except (FileNotFoundError, IsADirectoryError):
-        raise CaptchaStreamError(f"{path}: no such file") from None
-    except (KeyError, TypeError, RuntimeError, pickle.UnpicklingError):
-        raise CaptchaStreamError(f"{path}: holds no glyph classifier weights") from None
-    return model.eval()
 
 
 def save_sheet(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, path: str, cols: int = 16) -> None:

@@ -15,7 +15,7 @@ the end of the sequence, 24-60 pixels right of the glyph, not near it.
     python experiments/zero_o_second_stage.py --reader models/classic36.pt --classifier CK --data DIR [--data DIR ...]
     python experiments/zero_o_second_stage.py --reader models/classic36.pt --classifier CK --attach OUT.pt
 
-The last form writes a reader checkpoint that carries the classifier (captcha_stream/second_look.py):
+The last form writes a reader checkpoint that carries the classifier (captcha_stream/reader/second_look.py):
 evaluate.py and Recognizer then read with the summed log-odds.
 """
 
@@ -35,13 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import zero_o_ceiling as ceiling  # noqa: E402
-from paired_check import mcnemar_p  # noqa: E402
 
 from captcha_stream.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from captcha_stream.data.folder import FolderDataset  # noqa: E402
+from captcha_stream.data.glyphs import GlyphMaker  # noqa: E402
 from captcha_stream.data.images import preprocess_array  # noqa: E402
 from captcha_stream.errors import CaptchaStreamError  # noqa: E402
-from captcha_stream.reader.denoised import Denoised  # noqa: E402
+from captcha_stream.eval.metrics import mcnemar_p  # noqa: E402
+from captcha_stream.reader import stages  # noqa: E402
+from captcha_stream.reader.build import model_from_checkpoint  # noqa: E402
 from captcha_stream.reader.recognizer import Recognizer  # noqa: E402
 from captcha_stream.reader.second_look import (  # noqa: E402
     Look,
@@ -49,21 +51,20 @@ from captcha_stream.reader.second_look import (  # noqa: E402
     attach,
     characters,
     frame_x,
+    load_classifier,
 )
 
-# Glyph centre minus CTC peak position for characters 1-3 of session 11's classic36 reader, in
-# pixels (`--offsets`, 1000 captchas: means 5.8, 6.2 and 7.3, standard deviations 2.1-2.6; the
-# reader fires on a glyph's left half).
-PEAK_TO_CENTRE = 6
-# The last character's glyph centre minus the previous character's peak (`--offsets`: 41.4 mean,
-# 10.3 standard deviation): the reader's own peak for the last character sits at the sequence's end.
-LAST_GAP = 41
+# Glyph centre minus CTC peak position for characters 1-3 of session 11's classic36 reader (`--offsets`,
+# 1000 captchas: means 5.8, 6.2 and 7.3 px, standard deviations 2.1-2.6), and the last glyph's centre
+# minus the previous character's peak (41.4 mean, 10.3 standard deviation): the package's defaults.
+from captcha_stream.tools.attach import LAST_GAP, PEAK_TO_CENTRE  # noqa: E402
+
 WAYS = ("reader", "classifier", "sum")
 
 
 def measure_offsets(reader: Recognizer, n: int, seed: int) -> dict[str, dict[str, float]]:
     """Glyph centre minus peak position by character position, on captchas with known centres."""
-    maker = ceiling.ContextGlyphMaker(seed)
+    maker = GlyphMaker(ceiling.CLASSIC36, seed)
     gaps: dict[int, list[float]] = {k: [] for k in range(ceiling.LENGTH)}
     from_previous: list[float] = []
     for k in range(n):
@@ -73,7 +74,7 @@ def measure_offsets(reader: Recognizer, n: int, seed: int) -> dict[str, dict[str
         chars = characters(lp)
         if len(chars) == ceiling.LENGTH:
             x = frame_x(chars[maker.position].peak, lp.shape[0], full.shape[1])
-            centre = ceiling.ContextGlyphMaker.centre(full, blank)
+            centre = maker.centre(full, blank)
             gaps[maker.position].append(centre - x)
             if maker.position == ceiling.LENGTH - 1:
                 from_previous.append(centre - frame_x(chars[-2].peak, lp.shape[0], full.shape[1]))
@@ -150,15 +151,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=77, help="seed of the --offsets captchas")
     args = parser.parse_args()
     try:
-        reader = Recognizer.from_checkpoint(args.reader)
-        if isinstance(reader.model, (Denoised, SecondLook)):
-            # The comparison is with the reader alone (models/classic36.pt carries a second look since
-            # session 14, a denoiser in front of both since session 19).
-            print(f"{args.reader}: reading with the reader alone, without its second look or denoiser", file=sys.stderr)
-            model = reader.model
-            while isinstance(model, (Denoised, SecondLook)):
-                model = model.reader
-            reader = Recognizer(model, reader.cfg)
+        # The comparison is with the reader alone (models/classic36.pt carries a second look and a denoiser).
+        own = stages.names_in(load_checkpoint(args.reader))
+        model, cfg, _ = model_from_checkpoint(args.reader, without=own)
+        reader = Recognizer(model, cfg)
+        if own:
+            print(f"{args.reader}: reading with the reader alone, without its {' and '.join(own)}", file=sys.stderr)
         if args.offsets:
             print(json.dumps(measure_offsets(reader, args.n, args.seed), indent=1))
             return
@@ -166,7 +164,7 @@ def main() -> None:
             parser.error("needs --classifier CK and --data DIR or --attach OUT (or --offsets)")
         if not Path(args.classifier).is_file():
             raise CaptchaStreamError(f"{args.classifier}: classifier weights not found")
-        classifier = ceiling.load_classifier(args.classifier)
+        classifier, _ = load_classifier(args.classifier)
         if args.attach:
             last_gap = None if args.leave_last else LAST_GAP
             state = attach(

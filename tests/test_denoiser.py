@@ -1,4 +1,4 @@
-"""captcha_stream/denoiser.py: a checkpoint's denoiser is what its reader reads through."""
+"""captcha_stream/reader/denoised.py: a checkpoint's denoiser is what its reader reads through."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""captcha_stream/second_look.py: a glyph classifier's second opinion on two symbols a reader confuses."""
+"""captcha_stream/reader/second_look.py: a glyph classifier's second opinion on two symbols a reader confuses."""
 
 import numpy as np
 import pytest
@@ -6,15 +6,12 @@ import torch
 
 from captcha_stream.checkpoint import load_checkpoint, save_checkpoint
 from captcha_stream.errors import CaptchaStreamError
+from captcha_stream.model.glyph_classifier import CROP_H, CROP_W, crop, glyph_classifier
 from captcha_stream.reader.second_look import (
-    CROP_H,
-    CROP_W,
     SecondLook,
     attach,
     characters,
-    crop,
     frame_x,
-    glyph_classifier,
     look_centres,
 )
 from captcha_stream.tools.slim import slim_checkpoint

@@ -1,4 +1,4 @@
-"""Test-time shifts (captcha_stream/tta.py): the views, how their readings are combined, the wiring."""
+"""Test-time shifts (captcha_stream/reader/tta.py): the views, how their readings are combined, the wiring."""
 
 from __future__ import annotations
 

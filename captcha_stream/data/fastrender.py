@@ -207,8 +207,11 @@ class FastCaptcha:
     `captcha` is an ImageCaptcha configured like the package path (size, fonts).
     """
 
-    def __init__(self, captcha: ImageCaptcha, source: SeededSecrets) -> None:
+    def __init__(self, captcha: ImageCaptcha, source: SeededSecrets, noise: bool = True) -> None:
         self.captcha = captcha
+        # False leaves out the noise dots and curve: drawn last, from the end of the draws, so
+        # nothing else changes (data/pairs.py).
+        self.noise = noise
         self.source = source
         # Every bound below is positive, so the source's unchecked draws are called directly
         # (a hundred calls per captcha).
@@ -275,6 +278,39 @@ class FastCaptcha:
         out.transform((0, 0, *out_size), im, _QUAD, _quad_coefficients(out_size, data), _NEAREST, True)
         return out, False
 
+    def _noise(self, image: Any, color: tuple[int, ...], w: int, h: int) -> None:
+        """The package's create_noise_dots, then create_noise_curve, drawn on the core image in place."""
+        below, bits = self.below, self.bits
+        draw = _core.draw(image, 0)
+        ink = draw.draw_ink(color)
+        # create_noise_dots
+        line = draw.draw_lines
+        if self.inline_below:
+            # below(n) inlined: random.Random draws bit_length(n) bits until the value is < n.
+            # Sixty draws per captcha, one Python call each, matter at this speed.
+            bits_x, bits_y = (w + 1).bit_length(), (h + 1).bit_length()
+            for _ in range(30):
+                x1 = bits(bits_x)
+                while x1 > w:
+                    x1 = bits(bits_x)
+                y1 = bits(bits_y)
+                while y1 > h:
+                    y1 = bits(bits_y)
+                line(((x1, y1), (x1 - 1, y1 - 1)), ink, 3)
+        else:
+            for _ in range(30):
+                x1 = below(w + 1)
+                y1 = below(h + 1)
+                line(((x1, y1), (x1 - 1, y1 - 1)), ink, 3)
+        # create_noise_curve
+        x1 = below(int(w / 5) + 1)
+        x2 = below(w - int(w / 5) + 1) + int(w / 5)
+        y1 = below(h - 2 * int(h / 5) + 1) + int(h / 5)
+        y2 = below(h - y1 - int(h / 5) + 1) + y1
+        end = below(41) + 160
+        start = below(21)
+        draw.draw_arc([x1, y1, x2, y2], start, end, ink, 1)
+
     def generate_image(self, chars: str) -> Image.Image:
         cap, below, bits = self.captcha, self.below, self.bits
         background = self._random_color(238, 255)
@@ -307,35 +343,6 @@ class FastCaptcha:
         if width > width0:
             image = image.resize((width0, height), _BICUBIC, (0, 0, width, height))
 
-        draw = _core.draw(image, 0)
-        ink = draw.draw_ink(color)
-        # create_noise_dots
-        w, h = width0, height
-        line = draw.draw_lines
-        if self.inline_below:
-            # below(n) inlined: random.Random draws bit_length(n) bits until the value is < n.
-            # Sixty draws per captcha, one Python call each, matter at this speed.
-            bits_x, bits_y = (w + 1).bit_length(), (h + 1).bit_length()
-            for _ in range(30):
-                x1 = bits(bits_x)
-                while x1 > w:
-                    x1 = bits(bits_x)
-                y1 = bits(bits_y)
-                while y1 > h:
-                    y1 = bits(bits_y)
-                line(((x1, y1), (x1 - 1, y1 - 1)), ink, 3)
-        else:
-            for _ in range(30):
-                x1 = below(w + 1)
-                y1 = below(h + 1)
-                line(((x1, y1), (x1 - 1, y1 - 1)), ink, 3)
-        # create_noise_curve
-        x1 = below(int(w / 5) + 1)
-        x2 = below(w - int(w / 5) + 1) + int(w / 5)
-        y1 = below(h - 2 * int(h / 5) + 1) + int(h / 5)
-        y2 = below(h - y1 - int(h / 5) + 1) + y1
-        end = below(41) + 160
-        start = below(21)
-        draw.draw_arc([x1, y1, x2, y2], start, end, ink, 1)
-
+        if self.noise:
+            self._noise(image, color, width0, height)
         return self.smooth(Image.Image()._new(image))

@@ -46,8 +46,14 @@ class Renderer:
     """
 
     def __init__(
-        self, data: DataConfig, seed: int = 0, fast: bool = True, symbol_weights: Sequence[float] | None = None
+        self,
+        data: DataConfig,
+        seed: int = 0,
+        fast: bool = True,
+        symbol_weights: Sequence[float] | None = None,
+        noise: bool = True,
     ) -> None:
+        """`noise=False` draws the same captchas without the noise dots and curve (data/pairs.py)."""
         self.data = data
         # None keeps the uniform draws (and so the exact labels) every exported set was made with.
         self._cum_weights = None if symbol_weights is None else list(itertools.accumulate(symbol_weights))
@@ -59,6 +65,10 @@ class Renderer:
         self.rng = random.Random(seed)
         self._source = SeededSecrets(self.rng)
         cls = seeded_captcha_class(self._source)
+        if not noise:
+            # Class attributes of this renderer's own seeded subclass: no other renderer is touched.
+            cls.create_noise_dots = staticmethod(lambda image, color, width=3, number=30: image)
+            cls.create_noise_curve = staticmethod(lambda image, color: image)
         self._captcha = cls(width=data.width, height=data.height, fonts=self.fonts, font_sizes=tuple(data.font_sizes))
         self._captcha._truefonts = _load_fonts(tuple(self.fonts), tuple(data.font_sizes))
         # fast=True: same draws, same pixels, less time (see fastrender); the package's own
@@ -66,7 +76,7 @@ class Renderer:
         self._fast: FastCaptcha | None = None
         if fast:
             if supported():
-                self._fast = FastCaptcha(self._captcha, self._source)
+                self._fast = FastCaptcha(self._captcha, self._source, noise)
             else:
                 warn_unsupported()
 

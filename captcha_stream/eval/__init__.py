@@ -1,1 +1,1 @@
-"""eval"""
+"""Measuring readers: metrics, evaluation runs and reports, the --view page, learning curves."""

@@ -13,6 +13,8 @@ characters; it can exceed 1 when predictions are much longer than labels.
 
 from __future__ import annotations
 
+from math import comb
+
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -131,3 +133,12 @@ def summary(preds: Sequence[str], truths: Sequence[str]) -> dict[str, float]:
         "cer": cer(preds, truths),
         "case_insensitive_accuracy": case_insensitive_accuracy(preds, truths),
     }
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided p-value: the chance of a split at least this uneven from fair coins."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2**n
+    return min(1.0, 2 * tail)

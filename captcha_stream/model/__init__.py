@@ -1,1 +1,1 @@
-"""model"""
+"""The networks, and nothing else: the CRNN, the codec and CTC loss, the denoiser, the glyph classifier."""

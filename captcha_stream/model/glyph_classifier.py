@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,3 +38,11 @@ def glyph_classifier() -> nn.Sequential:
 
 def normalize(crops: torch.Tensor) -> torch.Tensor:
     return crops.float().div(127.5).sub(1.0)
+
+
+def crop(image: np.ndarray, centre: int) -> np.ndarray:
+    """A CROP_H x CROP_W window of a grey (H, W) image centred on column `centre`, edges repeated."""
+    height = image.shape[0]
+    padded = np.pad(image, ((0, 0), (CROP_W, CROP_W)), mode="edge")
+    left, top = centre + CROP_W - CROP_W // 2, (height - CROP_H) // 2
+    return padded[top : top + CROP_H, left : left + CROP_W].astype(np.uint8)

@@ -1,1 +1,1 @@
-"""reader"""
+"""From a checkpoint to text: reader stages, building them, reading (Recognizer), ONNX."""

@@ -7,11 +7,13 @@ Recognizer, ONNX) is unchanged. A checkpoint carries it under "denoiser", so the
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..checkpoint import load_weights
 from ..config import Config
 from ..errors import CaptchaStreamError
 from ..model.denoiser import Denoiser
@@ -52,3 +54,15 @@ def build(reader: nn.Module, saved: dict[str, Any], cfg: Config, path: str) -> n
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise CaptchaStreamError(f"{path}: its denoiser cannot be read ({exc.__class__.__name__})") from None
     return Denoised(denoiser.eval(), reader).eval()
+
+
+def load_denoiser(path: str | os.PathLike[str]) -> Denoiser:
+    """A denoiser saved by train-addon, or the one a checkpoint carries, in evaluation mode."""
+    saved = load_weights(path, "denoiser weights")
+    try:
+        saved = saved.get("denoiser", saved)
+        model = Denoiser(int(saved["width"]))
+        model.load_state_dict(saved["model"])
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError):
+        raise CaptchaStreamError(f"{path}: holds no denoiser weights") from None
+    return model.eval()

@@ -13,16 +13,18 @@ A checkpoint carries it under "second_look" (`attach` below), so the checkpoint 
 
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoint import load_weights
 from ..config import Config
 from ..errors import CaptchaStreamError
 from ..model.codec import BLANK, Codec
-from ..model.glyph_classifier import CROP_H, CROP_W, glyph_classifier, normalize
+from ..model.glyph_classifier import CROP_H, crop, glyph_classifier, normalize
 from . import stages
 
 
@@ -88,14 +90,6 @@ def look_centres(
         elif last_gap is not None and k > 0:
             out.append((k, round(frame_x(chars[k - 1].peak, frames, width)) + last_gap))
     return out
-
-
-def crop(image: np.ndarray, centre: int) -> np.ndarray:
-    """A CROP_H x CROP_W window of a grey (H, W) image centred on column `centre`, edges repeated."""
-    height = image.shape[0]
-    padded = np.pad(image, ((0, 0), (CROP_W, CROP_W)), mode="edge")
-    left, top = centre + CROP_W - CROP_W // 2, (height - CROP_H) // 2
-    return padded[top : top + CROP_H, left : left + CROP_W].astype(np.uint8)
 
 
 class SecondLook(nn.Module):
@@ -201,3 +195,17 @@ def build(reader: nn.Module, saved: dict[str, Any], cfg: Config, path: str) -> n
     except (KeyError, ValueError, RuntimeError, TypeError, CaptchaStreamError) as exc:
         raise CaptchaStreamError(f"{path}: its second look cannot be read ({exc.__class__.__name__})") from None
     return SecondLook(reader, classifier.eval(), (first, second), peak_to_centre, last_gap).eval()
+
+
+def load_classifier(path: str | os.PathLike[str]) -> tuple[nn.Module, str]:
+    """A glyph classifier saved by train-addon, or the second look a checkpoint carries, in evaluation
+    mode, and the two symbols it tells apart (files that do not say are classic36's 0 and O)."""
+    saved = load_weights(path, "glyph classifier weights")
+    model = glyph_classifier()
+    try:
+        entry = saved["second_look"] if "second_look" in saved else saved
+        model.load_state_dict(entry["model"])
+        symbols = str(entry.get("symbols", "0O"))
+    except (KeyError, TypeError, RuntimeError, AttributeError):
+        raise CaptchaStreamError(f"{path}: holds no glyph classifier weights") from None
+    return model.eval(), symbols

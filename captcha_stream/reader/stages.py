@@ -29,7 +29,9 @@ if TYPE_CHECKING:  # the registry itself needs no torch: the CLI reads it before
 @dataclass(frozen=True)
 class Stage:
     name: str
-    builder: str  # "module:function" in this package, imported when a reader first needs it
+    # "module:function": a module of this package, or any importable dotted module path; imported
+    # only when a reader first needs it.
+    builder: str
     onnx: bool  # whether ONNX export can carry it
     about: str
 
@@ -75,7 +77,8 @@ def build(reader: nn.Module, state: dict[str, Any], cfg: Config, path: str) -> n
     """`reader` (the checkpoint's CRNN) wrapped in each stage the checkpoint holds."""
     for name in names_in(state):
         module, function = BY_NAME[name].builder.split(":")
-        builder = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+        where = module if "." in module else f"{__package__}.{module}"
+        builder = getattr(importlib.import_module(where), function)
         reader = builder(reader, state[name], cfg, path).eval()
     return reader
 
