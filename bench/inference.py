@@ -21,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from captcha_stream.eval import metrics  # noqa: E402
 from captcha_stream.checkpoint import load_checkpoint  # noqa: E402
 from captcha_stream.cli import find_checkpoint  # noqa: E402
 from captcha_stream.data.folder import FolderDataset  # noqa: E402
 from captcha_stream.data.frozen import ensure_set  # noqa: E402
 from captcha_stream.data.images import load_image  # noqa: E402
+from captcha_stream.eval import metrics  # noqa: E402
 from captcha_stream.reader import stages  # noqa: E402
 from captcha_stream.reader.build import model_from_checkpoint  # noqa: E402
 from captcha_stream.reader.recognizer import Recognizer  # noqa: E402

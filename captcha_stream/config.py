@@ -520,20 +520,11 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     return cfg
 
 
-def data_config_from_yaml(path: str | os.PathLike[str] | None) -> DataConfig:
-    """The data section of a config file (defaults when `path` is None)."""
-    return load_config(path).data
-
-
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """`base` with dotted `section.key` overrides applied (a deep copy)."""
     out = json.loads(json.dumps(base))
     for key, value in overrides.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+        _set_dotted(out, key, value)
     return out
 
 

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..model.codec import Codec
-from ..reader.tta import agree, shift_images, shifts_for
+from ..reader.tta import read
 from . import metrics
 
 
@@ -66,8 +66,7 @@ def decode_images(
             range(0, len(images), batch_size), desc="decoding", unit="batch", disable=not progress, leave=False
         ):
             batch = images[start : start + batch_size].to(device, non_blocking=True)
-            views = [model(shift_images(batch, dx)).cpu() for dx in shifts_for(tta)]
-            out.extend(agree(views, [codec.decode(v, beam, lengths) for v in views], codec, lengths))
+            out.extend(read(model, batch, codec, beam, lengths, tta))
     finally:
         model.train(was_training)
     return out

@@ -13,11 +13,10 @@ characters; it can exceed 1 when predictions are much longer than labels.
 
 from __future__ import annotations
 
-from math import comb
-
 import math
 from collections import Counter
 from collections.abc import Sequence
+from math import comb
 
 
 def _check(preds: Sequence[str], truths: Sequence[str]) -> None:

@@ -16,7 +16,7 @@ from ..data.images import load_image, preprocess_array
 from ..errors import CaptchaStreamError
 from ..model.codec import Codec
 from .build import model_from_checkpoint
-from .tta import agree, shift_images, shifts_for
+from .tta import read
 
 ImageLike = Union[Image.Image, str, os.PathLike, np.ndarray]
 
@@ -81,6 +81,9 @@ class Recognizer:
         with torch.no_grad():
             return self.model(torch.as_tensor(images).to(self.device)).cpu()
 
+    def _read(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(self.log_probs(images))
+
     def predict(
         self,
         images: Iterable[ImageLike],
@@ -102,9 +105,8 @@ class Recognizer:
         out: list[Prediction] = []
         for start in range(0, len(items), batch_size):
             batch = np.stack([preprocess_array(to_image(x), self.cfg.data) for x in items[start : start + batch_size]])
-            views = [self.log_probs(shift_images(torch.from_numpy(batch), dx).numpy()) for dx in shifts_for(tta)]
-            readings = [self.codec.decode(v, beam, lengths) for v in views]
-            out.extend(Prediction(t, c) for t, c in agree(views, readings, self.codec, lengths))
+            read_batch = read(self._read, torch.from_numpy(batch), self.codec, beam, lengths, tta)
+            out.extend(Prediction(t, c) for t, c in read_batch)
         return out
 
     def predict_one(self, image: ImageLike, beam: int = 0) -> Prediction:

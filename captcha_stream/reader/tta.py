@@ -9,7 +9,7 @@ confidently and the others find plausible beats one that a single view gets from
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -69,3 +69,20 @@ def agree(
             if i not in best or key[:2] > best[i][:2]:
                 best[i] = key
     return [(best[i][2], float(np.exp(best[i][1]))) if i in best else ("", 0.0) for i in range(n)]
+
+
+def read(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    codec: Codec,
+    beam: int = 0,
+    lengths: tuple[int, int] | None = None,
+    offsets: Sequence[int] = (),
+) -> list[tuple[str, float]]:
+    """(text, confidence) for each uint8 image of one batch: the reading of evaluation and prediction alike.
+
+    Each shifted view (`offsets`; none: the image alone) is read by `model` (uint8 images to
+    log-probabilities), decoded greedily or by beam search, and the views' answers agreed on.
+    """
+    views = [model(shift_images(images, dx)).cpu() for dx in shifts_for(offsets)]
+    return agree(views, [codec.decode(v, beam, lengths) for v in views], codec, lengths)
