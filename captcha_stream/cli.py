@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import CaptchaStreamError
 
@@ -151,46 +152,15 @@ def describe_decoding(beam: int, lengths: tuple[int, int] | None) -> str:
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
-    import json
-
-    from .atomic import replacing
+    args = _evaluate_parser().parse_args(argv)  # before torch is imported: --help answers at once
     from .config import check_tta, parse_tta
     from .data.folder import FolderDataset
     from .data.frozen import ensure_set
-    from .eval import metrics
     from .eval.evaluation import format_report, load_all, run_eval
-    from .eval.view import open_view, write_sheet, write_view
     from .model.codec import Codec
     from .reader.build import model_from_checkpoint
     from .train.device import pick_device
 
-    parser = argparse.ArgumentParser(prog="evaluate.py", description="Measure a trained reader on a labelled set.")
-    parser.add_argument("--checkpoint", help="checkpoint (default: newest runs/*/best.pt, then models/captcha62.pt)")
-    parser.add_argument("--data", help="folder of labelled images (default: the checkpoint config's test set)")
-    parser.add_argument("--labels", help="labels CSV when not DIR/labels.csv")
-    parser.add_argument("-V", "--view", action="store_true", help="write (and open) a page of every captcha")
-    parser.add_argument("--view-out", help="where --view writes its page (default: beside the checkpoint)")
-    parser.add_argument("--sheet", metavar="PNG", help="write the first mistakes (then hits) as one PNG picture")
-    parser.add_argument("--sheet-count", type=int, default=24, help="captchas on the --sheet picture (default 24)")
-    parser.add_argument("--beam", type=int, default=None, help="beam width (0 = greedy; default from config)")
-    parser.add_argument(
-        "--no-length-prior",
-        action="store_true",
-        help="let beam search answer with any length, not only data.min_length..max_length",
-    )
-    parser.add_argument(
-        "--tta",
-        metavar="PIXELS",
-        help="also read each image moved PIXELS (e.g. 2 or 2,4) left and right, keep the best-agreed reading "
-        "(default eval.tta; 0 = off)",
-    )
-    parser.add_argument("--json", help="write the headline numbers to this JSON file")
-    parser.add_argument("--samples", type=int, default=None, help="sample predictions to print")
-    parser.add_argument("--confusions", type=int, default=10, help="confused symbol pairs to list (default 10)")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
     if args.confusions < 0:
         raise CaptchaStreamError(f"--confusions: must be >= 0, got {args.confusions}")
     if args.sheet_count < 1:
@@ -230,6 +200,46 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     )
     samples = cfg.eval.samples if args.samples is None else args.samples
     print(format_report(results, samples, args.confusions))
+    _evaluate_outputs(args, ckpt, data_dir, dataset, results)
+    return 0
+
+
+def _evaluate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evaluate.py", description="Measure a trained reader on a labelled set.")
+    parser.add_argument("--checkpoint", help="checkpoint (default: newest runs/*/best.pt, then models/captcha62.pt)")
+    parser.add_argument("--data", help="folder of labelled images (default: the checkpoint config's test set)")
+    parser.add_argument("--labels", help="labels CSV when not DIR/labels.csv")
+    parser.add_argument("-V", "--view", action="store_true", help="write (and open) a page of every captcha")
+    parser.add_argument("--view-out", help="where --view writes its page (default: beside the checkpoint)")
+    parser.add_argument("--sheet", metavar="PNG", help="write the first mistakes (then hits) as one PNG picture")
+    parser.add_argument("--sheet-count", type=int, default=24, help="captchas on the --sheet picture (default 24)")
+    parser.add_argument("--beam", type=int, default=None, help="beam width (0 = greedy; default from config)")
+    parser.add_argument(
+        "--no-length-prior",
+        action="store_true",
+        help="let beam search answer with any length, not only data.min_length..max_length",
+    )
+    parser.add_argument(
+        "--tta",
+        metavar="PIXELS",
+        help="also read each image moved PIXELS (e.g. 2 or 2,4) left and right, keep the best-agreed reading "
+        "(default eval.tta; 0 = off)",
+    )
+    parser.add_argument("--json", help="write the headline numbers to this JSON file")
+    parser.add_argument("--samples", type=int, default=None, help="sample predictions to print")
+    parser.add_argument("--confusions", type=int, default=10, help="confused symbol pairs to list (default 10)")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _evaluate_outputs(args: argparse.Namespace, ckpt: Path, data_dir: Path, dataset: Any, results: Any) -> None:
+    """What evaluate writes besides the report: --json, the --view page, the --sheet picture."""
+    from .atomic import replacing
+    from .eval import metrics
+    from .eval.view import open_view, write_sheet, write_view
+
     if args.json:
         low, high = metrics.full_string_interval(results.preds, results.labels)
         report = {**results.summary(), "full_string_interval_95": [low, high]}
@@ -245,7 +255,6 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     if args.sheet:
         write_sheet(args.sheet, paths, results.labels, results.preds, f"{ckpt} on {data_dir}", args.sheet_count)
         print(f"sheet: {args.sheet}")
-    return 0
 
 
 def predict_main(argv: Sequence[str] | None = None) -> int:

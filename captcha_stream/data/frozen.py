@@ -171,51 +171,17 @@ def export_set(
 ) -> Path:
     """Write (or extend) the frozen set at `out`; returns its path."""
     out = Path(out)
-    if n < 1:
-        raise CaptchaStreamError(f"--n: must be at least 1, got {n}")
-    if seed < 0:
-        raise CaptchaStreamError(f"--seed: must be >= 0, got {seed}")
+    meta = _prepare_out(out, n, seed)
     workers = workers or os.cpu_count() or 1
-    if out.exists() and not out.is_dir():
-        raise CaptchaStreamError(f"{out}: exists and is not a folder")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CaptchaStreamError(f"{out.parent}: cannot create folder: {exc.strerror}") from None
-    if not os.access(out.parent, os.W_OK):
-        raise CaptchaStreamError(f"{out.parent}: folder is not writable")
-    _remove_stale(out)
-    meta = read_meta(out) if out.exists() else None
-
     if extend:
         if meta is None:
             raise CaptchaStreamError(f"{out}: no set to extend (missing {META_NAME}); export one first")
         if meta["data_config"] != data:
             raise CaptchaStreamError(f"{out}: was rendered with a different data config; extend with the same --config")
         seed, first = int(meta["seed"]), int(meta["n"])
-        old_rows = _read_set_labels(out)
-        tmp = _temp_folder(out, "tmp")
-        tmp.mkdir()
-        try:
-            for path in out.iterdir():
-                if path.name in (LABELS_NAME, META_NAME):
-                    continue  # rewritten below; linking them would let the rewrite reach the old set
-                # Hard links: the new folder shares the earlier files, which are never rewritten.
-                try:
-                    os.link(path, tmp / path.name)
-                except OSError:
-                    shutil.copy2(path, tmp / path.name)
-            labels = render_range(tmp, data, seed, first, first + n, workers, progress)
-            labels.update(old_rows)
-            _write_labels(tmp, labels)
-            _write_meta(tmp, data, seed, first + n)
-            _swap_in(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        _extend(out, n, data, seed, first, workers, progress)
         log(f"extended {out} with {n} images (now {first + n}, seed {seed})")
         return out
-
     if meta is not None and not force:
         if meta["data_config"] == data and int(meta["seed"]) == seed and int(meta["n"]) == n:
             log(f"{out}: already holds this set (seed {seed}, n {n}); nothing to do")
@@ -238,6 +204,48 @@ def export_set(
         raise
     log(f"wrote {n} images + {LABELS_NAME} to {out} (seed {seed})")
     return out
+
+
+def _prepare_out(out: Path, n: int, seed: int) -> dict[str, Any] | None:
+    """Check the arguments and the place before any work; the set already there, if any."""
+    if n < 1:
+        raise CaptchaStreamError(f"--n: must be at least 1, got {n}")
+    if seed < 0:
+        raise CaptchaStreamError(f"--seed: must be >= 0, got {seed}")
+    if out.exists() and not out.is_dir():
+        raise CaptchaStreamError(f"{out}: exists and is not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CaptchaStreamError(f"{out.parent}: cannot create folder: {exc.strerror}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise CaptchaStreamError(f"{out.parent}: folder is not writable")
+    _remove_stale(out)
+    return read_meta(out) if out.exists() else None
+
+
+def _extend(out: Path, n: int, data: DataConfig, seed: int, first: int, workers: int, progress: bool) -> None:
+    """Images first..first+n added to the set at `out`, swapped in whole."""
+    old_rows = _read_set_labels(out)
+    tmp = _temp_folder(out, "tmp")
+    tmp.mkdir()
+    try:
+        for path in out.iterdir():
+            if path.name in (LABELS_NAME, META_NAME):
+                continue  # rewritten below; linking them would let the rewrite reach the old set
+            # Hard links: the new folder shares the earlier files, which are never rewritten.
+            try:
+                os.link(path, tmp / path.name)
+            except OSError:
+                shutil.copy2(path, tmp / path.name)
+        labels = render_range(tmp, data, seed, first, first + n, workers, progress)
+        labels.update(old_rows)
+        _write_labels(tmp, labels)
+        _write_meta(tmp, data, seed, first + n)
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _read_set_labels(out: Path) -> dict[int, str]:
