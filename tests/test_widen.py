@@ -126,3 +126,14 @@ def test_widen_command_then_continue_training(tmp_path, capsys):
     )
     result = train(more, progress=False, log=lambda s: None)
     assert result["step"] == 2
+
+
+def test_widen_keeps_the_stages_and_reads_as_before(tmp_path, read_folder, classic36_set):
+    from captcha_stream.checkpoint import load_checkpoint
+    from captcha_stream.reader import stages
+    from captcha_stream.tools.widen import widen_checkpoint
+
+    src = ROOT / "models" / "classic36.pt"
+    wide = widen_checkpoint(src, tmp_path / "wide.pt", {"model.rnn_hidden": 200})
+    assert stages.names_in(load_checkpoint(wide)) == ["second_look", "denoiser"]
+    assert read_folder(wide, classic36_set)[0] == read_folder(src, classic36_set)[0]

@@ -22,6 +22,7 @@ from ..config import MODEL_DATA_KEYS, Config, config_from_dict, merge
 from ..errors import CaptchaStreamError
 from ..model.codec import Codec
 from ..model.crnn import CRNN
+from ..reader import stages
 
 
 def check_widening(old: Config, new: Config) -> None:
@@ -135,7 +136,8 @@ def widen_checkpoint(
     new_dict = merge(state["config"], overrides)
     new = config_from_dict(new_dict)
     weights = widen_state(inference_weights(state, src), old, new, Codec(old.data.charset).num_classes, seed)
-    keep = {k: state[k] for k in ("charset", "step") if k in state}
+    # The stages stay: the widened CRNN reads exactly as before, so what was fitted to its outputs still fits.
+    keep = {k: state[k] for k in ("charset", "step", *stages.names_in(state)) if k in state}
     keep["config"] = new_dict
     keep["widened_from"] = f"{src} (step {state.get('step', '?')})"
     keep["model"] = weights
