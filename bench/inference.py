@@ -4,7 +4,7 @@
 Single-image latency (median, p95, including preprocessing and decoding) and batched
 throughput (images/s), measured side by side in one run, plus each reader's full-string and
 case-insensitive accuracy on the same frozen set. Usage:
-  python bench/inference.py [--checkpoint models/captcha62.pt] [--data DIR] [--n 500] [--batch 64]
+  python bench/inference.py [--checkpoint captcha_stream/weights/captcha62.pt] [--data DIR] [--n 500] [--batch 64]
 """
 
 from __future__ import annotations

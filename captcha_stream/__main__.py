@@ -1,45 +1,41 @@
-"""python -m captcha_stream COMMAND [options]: the commands are listed in COMMANDS below."""
+"""captcha-stream COMMAND [options] (also python -m captcha_stream): the commands, a line each, in COMMANDS."""
 
 import sys
 
-from .cli import (
-    attach_main,
-    average_main,
-    evaluate_main,
-    export_main,
-    export_onnx_main,
-    plot_main,
-    predict_main,
-    run,
-    slim_main,
-    train_addon_main,
-    train_main,
-    widen_main,
-)
+from . import cli
 
+# name -> (entry point in cli.py, what it does); no torch is imported before a command's arguments parse.
 COMMANDS = {
-    "predict": predict_main,
-    "train": train_main,
-    "evaluate": evaluate_main,
-    "export": export_main,
-    "export-onnx": export_onnx_main,
-    "plot": plot_main,
-    "slim": slim_main,
-    "average": average_main,
-    "widen": widen_main,
-    "train-addon": train_addon_main,
-    "attach": attach_main,
+    "predict": (cli.predict_main, "read captcha images with a shipped reader or your own checkpoint"),
+    "evaluate": (cli.evaluate_main, "measure a reader on a labelled set (--view: a page of every captcha)"),
+    "train": (cli.train_main, "train a reader on an endless stream of rendered captchas (or a folder)"),
+    "export": (cli.export_main, "freeze a seeded set of captchas to PNG files + labels.csv"),
+    "export-onnx": (cli.export_onnx_main, "export a reader to ONNX (needs the [onnx] extra)"),
+    "plot": (cli.plot_main, "draw the learning curve of one run, or several runs on one chart"),
+    "slim": (cli.slim_main, "copy a checkpoint with only what reading needs (optionally less some stages)"),
+    "average": (cli.average_main, "average the weights of checkpoints continued from one start"),
+    "widen": (cli.widen_main, "a wider copy of a trained reader that reads exactly as it does"),
+    "train-addon": (cli.train_addon_main, "train a reader stage on its own: denoiser or second_look"),
+    "attach": (cli.attach_main, "put stages trained by train-addon into a reader's checkpoint"),
 }
 
 
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: captcha-stream COMMAND [options]   (COMMAND --help for its options)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {about}" for name, (_, about) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        print(
-            f"usage: python -m captcha_stream {{{','.join(COMMANDS)}}} [options]  (--help after a command)",
-            file=sys.stderr,
-        )
+    args = sys.argv[1:]
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        sys.exit(0 if args else 2)
+    if args[0] not in COMMANDS:
+        print(f"error: no command {args[0]!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
-    run(COMMANDS[sys.argv[1]], sys.argv[2:])
+    cli.run(COMMANDS[args[0]][0], args[1:])
 
 
 if __name__ == "__main__":

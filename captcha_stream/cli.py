@@ -15,6 +15,15 @@ from typing import Any
 
 from .errors import CaptchaStreamError
 
+CHECKPOINT_HELP = "a checkpoint file, or a shipped reader: captcha62 (the default), captcha62-160x60, classic36"
+
+
+def prog(command: str, script: str | None = None) -> str:
+    """The name a command's usage line goes by: the script it was started as, or `captcha-stream COMMAND`."""
+    if script and Path(sys.argv[0]).name == script:
+        return script
+    return f"captcha-stream {command}"
+
 
 def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
@@ -36,10 +45,9 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
 
 def export_main(argv: Sequence[str] | None = None) -> int:
     from .config import load_config
-    from .data.frozen import export_set
 
     parser = argparse.ArgumentParser(
-        prog="export_fixed_set.py",
+        prog=prog("export", "export_fixed_set.py"),
         description="Freeze a seeded set of captchas to PNG files + labels.csv (same seed, same bytes).",
     )
     parser.add_argument("--n", type=int, default=2000, help="number of images to write (default 2000)")
@@ -52,7 +60,9 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="processes to render with (default: all cores)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config)
+    from .data.frozen import export_set
+
+    cfg = load_config(resolve_config(args.config) if args.config else None)
     if args.test:
         out = args.out or cfg.eval.test_dir
         seed = cfg.eval.test_seed if args.seed is None else args.seed
@@ -68,20 +78,23 @@ def export_main(argv: Sequence[str] | None = None) -> int:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def resolve_config(path: str | None) -> Path:
-    """A config path as given, or else relative to the repository (scripts work from any folder)."""
-    p = Path(path or "configs/stream.yaml")
-    if not p.exists() and not p.is_absolute() and (REPO_ROOT / p).exists():
-        return REPO_ROOT / p
-    return p
+def resolve_config(given: str | None) -> Path:
+    """A config file as given, or a config by name (`cpu`, `configs/cpu.yaml`): looked for here, then in
+    the repository the package runs from, then in the copy an installed package carries."""
+    path = Path(given or "configs/stream.yaml")
+    if path.exists() or path.is_absolute():
+        return path
+    name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
+    for folder in (Path("configs"), REPO_ROOT / "configs", Path(__file__).resolve().parent / "configs"):
+        if (folder / name).is_file():
+            return folder / name
+    return path  # load_config says it is missing, naming it
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     from .config import load_config, parse_override
-    from .train.loop import train
-    from .train.run import resume_config
 
-    parser = argparse.ArgumentParser(prog="train.py", description="Train a CRNN + CTC captcha reader.")
+    parser = argparse.ArgumentParser(prog=prog("train", "train.py"), description="Train a CRNN + CTC captcha reader.")
     parser.add_argument("--config", help="YAML config (default configs/stream.yaml)")
     parser.add_argument("--steps", type=int, help="optimizer steps in total (train.steps)")
     parser.add_argument("--batch-size", type=int, help="images per step (train.batch_size)")
@@ -100,6 +113,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue the run in the run directory")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    from .train.loop import train
+    from .train.run import resume_config
 
     overrides: dict[str, object] = dict(parse_override(s) for s in args.set)
     for key, value in [
@@ -131,18 +146,16 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def find_checkpoint(given: str | None) -> Path:
-    """The named checkpoint, else the newest runs/*/best.pt, else the shipped model."""
-    if given:
-        return Path(given)
-    runs = sorted(Path("runs").glob("*/best.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    if runs:
-        return runs[0]
-    shipped = REPO_ROOT / "models" / "captcha62.pt"
-    if shipped.exists():
-        return shipped
-    raise CaptchaStreamError(
-        "no checkpoint found (no runs/*/best.pt, no models/captcha62.pt); train one or pass --checkpoint PATH"
-    )
+    """The checkpoint a reading command uses: a path, a shipped reader's name, or the shipped default.
+
+    The default says its name on stderr: a reading never comes from a checkpoint nobody chose.
+    """
+    from .reader.pretrained import describe, resolve_checkpoint
+
+    path = resolve_checkpoint(given)
+    if given is None:
+        print(f"using {describe(path)}", file=sys.stderr)
+    return path
 
 
 def describe_decoding(beam: int, lengths: tuple[int, int] | None) -> str:
@@ -205,8 +218,13 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _evaluate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evaluate.py", description="Measure a trained reader on a labelled set.")
-    parser.add_argument("--checkpoint", help="checkpoint (default: newest runs/*/best.pt, then models/captcha62.pt)")
+    parser = argparse.ArgumentParser(
+        prog=prog("evaluate", "evaluate.py"), description="Measure a trained reader on a labelled set."
+    )
+    parser.add_argument(
+        "--checkpoint",
+        help=CHECKPOINT_HELP,
+    )
     parser.add_argument("--data", help="folder of labelled images (default: the checkpoint config's test set)")
     parser.add_argument("--labels", help="labels CSV when not DIR/labels.csv")
     parser.add_argument("-V", "--view", action="store_true", help="write (and open) a page of every captcha")
@@ -258,16 +276,13 @@ def _evaluate_outputs(args: argparse.Namespace, ckpt: Path, data_dir: Path, data
 
 
 def predict_main(argv: Sequence[str] | None = None) -> int:
-    from .config import check_tta, parse_tta
-    from .reader.recognizer import Recognizer
-
     parser = argparse.ArgumentParser(
-        prog="python -m captcha_stream predict", description="Read captcha images; prints path<TAB>text<TAB>confidence."
+        prog=prog("predict"), description="Read captcha images; prints path<TAB>text<TAB>confidence."
     )
-    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("images", nargs="+", help="image files (a line each: path, text, confidence; or path, error)")
     parser.add_argument(
         "--checkpoint",
-        help="checkpoint or exported .onnx model (default: newest runs/*/best.pt, then models/captcha62.pt)",
+        help=CHECKPOINT_HELP + ", or an exported .onnx model",
     )
     parser.add_argument("--beam", type=int, default=0, help="beam width (0 = greedy)")
     parser.add_argument(
@@ -277,6 +292,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx for .onnx files, else torch")
     args = parser.parse_args(argv)
+    from .config import check_tta, parse_tta
+    from .reader.recognizer import Recognizer
+
     if args.batch_size < 1:
         raise CaptchaStreamError(f"--batch-size: must be at least 1, got {args.batch_size}")
     if args.beam < 0:
@@ -285,34 +303,38 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     tta = None if args.tta is None else parse_tta(args.tta)
     if tta is not None:
         check_tta(tta, reader.cfg.data, "--tta")
+    failed = 0
     for start in range(0, len(args.images), args.batch_size):
         chunk = args.images[start : start + args.batch_size]
         preds = reader.predict(chunk, beam=args.beam, batch_size=args.batch_size, tta=tta)
         for path, pred in zip(chunk, preds):
-            print(f"{path}\t{pred.text}\t{pred.confidence:.4f}")
-    return 0
+            # An image that cannot be read gets its error on its own line; the others are still read.
+            print(f"{path}\terror: {pred.error}" if pred.error else f"{path}\t{pred.text}\t{pred.confidence:.4f}")
+            failed += pred.error is not None
+    return 1 if failed else 0
 
 
 def export_onnx_main(argv: Sequence[str] | None = None) -> int:
-    from .reader.onnx import export_onnx
-
     parser = argparse.ArgumentParser(
-        prog="python -m captcha_stream export-onnx", description="Export a checkpoint to ONNX (needs the [onnx] extra)."
+        prog=prog("export-onnx"), description="Export a checkpoint to ONNX (needs the [onnx] extra)."
     )
-    parser.add_argument("--checkpoint", help="checkpoint (default: newest runs/*/best.pt, then models/captcha62.pt)")
+    parser.add_argument(
+        "--checkpoint",
+        help=CHECKPOINT_HELP,
+    )
     parser.add_argument("--out", required=True, help="the .onnx file to write (plus OUT.json beside it)")
     parser.add_argument("--opset", type=int, default=17)
     args = parser.parse_args(argv)
+    from .reader.onnx import export_onnx
+
     out = export_onnx(find_checkpoint(args.checkpoint), args.out, args.opset)
     print(f"wrote {out} and {out.name}.json")
     return 0
 
 
 def plot_main(argv: Sequence[str] | None = None) -> int:
-    from .eval.plot import draw_comparison, draw_curve
-
     parser = argparse.ArgumentParser(
-        prog="python -m captcha_stream plot",
+        prog=prog("plot"),
         description="Draw RUN_DIR/curve.png (training loss and validation accuracy by step); given several runs "
         "and --out, one chart comparing their validation accuracy.",
     )
@@ -325,6 +347,8 @@ def plot_main(argv: Sequence[str] | None = None) -> int:
         help="what to compare (several runs only)",
     )
     args = parser.parse_args(argv)
+    from .eval.plot import draw_comparison, draw_curve
+
     labels, paths = [], []
     for item in args.runs:
         label, _, path = item.rpartition("=") if "=" in item else ("", "", item)
@@ -350,7 +374,7 @@ def plot_main(argv: Sequence[str] | None = None) -> int:
 
 def _copy_parser(command: str, description: str, set_metavar: str, set_help: str) -> argparse.ArgumentParser:
     """SRC DST [--set KEY=VALUE ...]: the arguments of the commands that write a changed copy of a checkpoint."""
-    parser = argparse.ArgumentParser(prog=f"python -m captcha_stream {command}", description=description)
+    parser = argparse.ArgumentParser(prog=prog(command), description=description)
     parser.add_argument("src")
     parser.add_argument("dst")
     parser.add_argument("--set", action="append", default=[], metavar=set_metavar, help=set_help)
@@ -360,7 +384,6 @@ def _copy_parser(command: str, description: str, set_metavar: str, set_help: str
 def slim_main(argv: Sequence[str] | None = None) -> int:
     from .config import parse_override
     from .reader import stages
-    from .tools.slim import slim_checkpoint
 
     parser = _copy_parser(
         "slim",
@@ -386,6 +409,8 @@ def slim_main(argv: Sequence[str] | None = None) -> int:
             help=argparse.SUPPRESS,
         )
     args = parser.parse_args(argv)
+    from .tools.slim import slim_checkpoint
+
     overrides = dict(parse_override(s) for s in args.set)
     for key in overrides:
         if not key.startswith("eval."):
@@ -396,15 +421,15 @@ def slim_main(argv: Sequence[str] | None = None) -> int:
 
 
 def average_main(argv: Sequence[str] | None = None) -> int:
-    from .tools.average import average_checkpoints
-
     parser = argparse.ArgumentParser(
-        prog="python -m captcha_stream average",
+        prog=prog("average"),
         description="Average the weights of checkpoints continued from one starting point (a slim checkpoint).",
     )
     parser.add_argument("src", nargs="+", help="checkpoints of one model and data (each read with its read_with)")
     parser.add_argument("--out", required=True, help="the averaged checkpoint to write")
     args = parser.parse_args(argv)
+    from .tools.average import average_checkpoints
+
     out = average_checkpoints(args.src, args.out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), the mean of {len(args.src)} checkpoints")
     return 0
@@ -412,7 +437,6 @@ def average_main(argv: Sequence[str] | None = None) -> int:
 
 def widen_main(argv: Sequence[str] | None = None) -> int:
     from .config import parse_override
-    from .tools.widen import widen_checkpoint
 
     parser = _copy_parser(
         "widen",
@@ -423,6 +447,8 @@ def widen_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the new units' random initial weights")
     args = parser.parse_args(argv)
+    from .tools.widen import widen_checkpoint
+
     overrides = dict(parse_override(s) for s in args.set)
     out = widen_checkpoint(args.src, args.dst, overrides, args.seed)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), widened with {' '.join(args.set)}")
@@ -432,10 +458,9 @@ def widen_main(argv: Sequence[str] | None = None) -> int:
 def train_addon_main(argv: Sequence[str] | None = None) -> int:
     from .atomic import replacing
     from .config import load_config, parse_override
-    from .train.addons import train_addon
 
     parser = argparse.ArgumentParser(
-        prog="python -m captcha_stream train-addon",
+        prog=prog("train-addon"),
         description="Train a reader stage on its own: a denoiser, or a second look's glyph classifier "
         "(then put it into a reader with: python -m captcha_stream attach).",
     )
@@ -446,6 +471,8 @@ def train_addon_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="addon.KEY=VALUE", help="override (repeatable)")
     parser.add_argument("--json", help="also write the held-out curve to this JSON file")
     args = parser.parse_args(argv)
+    from .train.addons import train_addon
+
     overrides: dict[str, object] = dict(parse_override(s) for s in args.set)
     if args.steps is not None:
         overrides["addon.steps"] = args.steps
@@ -461,10 +488,8 @@ def train_addon_main(argv: Sequence[str] | None = None) -> int:
 
 
 def attach_main(argv: Sequence[str] | None = None) -> int:
-    from .tools.attach import LAST_GAP, PEAK_TO_CENTRE, attach_stages
-
     parser = argparse.ArgumentParser(
-        prog="python -m captcha_stream attach",
+        prog=prog("attach"),
         description="Write a reader's checkpoint with stages trained by train-addon put into it.",
     )
     parser.add_argument("reader", help="the reader's checkpoint")
@@ -472,21 +497,24 @@ def attach_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--denoiser", help="a denoiser (train-addon file, or a checkpoint carrying one)")
     parser.add_argument("--second-look", help="a glyph classifier (train-addon file, or a checkpoint carrying one)")
     parser.add_argument(
-        "--peak-to-centre",
-        type=int,
-        default=PEAK_TO_CENTRE,
-        help="pixels from a CTC peak to its glyph's middle",
+        "--peak-to-centre", type=int, help="pixels from a CTC peak to its glyph's middle (default: classic36's, 6)"
     )
     parser.add_argument(
         "--last-gap",
         type=int,
-        default=LAST_GAP,
-        help="pixels from the second-to-last peak to the last glyph's middle (-1: the last is not looked at)",
+        help="pixels from the second-to-last peak to the last glyph's middle (default: classic36's, 41; "
+        "-1: the last is not looked at)",
     )
     args = parser.parse_args(argv)
+    from .tools.attach import attach_stages
+
     if not (args.denoiser or args.second_look):
         raise CaptchaStreamError("attach: name at least one stage: --denoiser FILE and/or --second-look FILE")
-    last_gap = None if args.last_gap < 0 else args.last_gap
-    out = attach_stages(args.reader, args.out, args.denoiser, args.second_look, args.peak_to_centre, last_gap)
+    placement: dict[str, Any] = {}
+    if args.peak_to_centre is not None:
+        placement["peak_to_centre"] = args.peak_to_centre
+    if args.last_gap is not None:
+        placement["last_gap"] = None if args.last_gap < 0 else args.last_gap
+    out = attach_stages(args.reader, args.out, args.denoiser, args.second_look, **placement)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

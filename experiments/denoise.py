@@ -7,7 +7,7 @@ The shipped classic36 reader, reading the same captchas re-rendered without the 
 this script reads exported sets as exported and denoised, paired image by image (exact McNemar test
 over all sets):
 
-    python experiments/denoise.py --denoiser D.pt --reader models/classic36.pt \
+    python experiments/denoise.py --denoiser D.pt --reader captcha_stream/weights/classic36.pt \
         --data data/val-classic36 --data data/fresh-classic36 ...
 
 `--clean-seeds S1,S2,...` instead of `--denoiser` reads the sets drawn again from their export seeds
@@ -75,7 +75,7 @@ def cleaned_images(
 
 def read(args: argparse.Namespace) -> None:
     """The reader on each folder as exported and cleaned; paired counts and McNemar over all."""
-    # The comparison is with what the reader makes of the images as exported (models/classic36.pt
+    # The comparison is with what the reader makes of the images as exported (captcha_stream/weights/classic36.pt
     # carries a denoiser of its own).
     own = "denoiser" in stages.names_in(load_checkpoint(args.reader))
     model, cfg, _ = model_from_checkpoint(args.reader, without=["denoiser"] if own else [])

@@ -10,7 +10,7 @@ horizontally and vertically, +-4 px horizontally. Sets of views ("3 horizontal":
   does; views may align frames differently, so this is safer than mixing frames);
 - mean: the frame-wise mean of the views' probabilities, decoded greedily.
 
-    python experiments/tta_check.py --checkpoint models/classic36.pt [--checkpoint B.pt ...] \
+    python experiments/tta_check.py --checkpoint captcha_stream/weights/classic36.pt [--checkpoint B.pt ...] \
         --data data/val-classic36 [--json out.json]
 
 Written for issue 8's accuracy work: its numbers on the validation sets chose which offsets

@@ -11,9 +11,9 @@ measured distance from peak to glyph centre (`--offsets` measures it on captchas
 centres are known). The last character of a string is left to the reader: its peak comes at
 the end of the sequence, 24-60 pixels right of the glyph, not near it.
 
-    python experiments/zero_o_second_stage.py --offsets --reader models/classic36.pt
-    python experiments/zero_o_second_stage.py --reader models/classic36.pt --classifier CK --data DIR [--data DIR ...]
-    python experiments/zero_o_second_stage.py --reader models/classic36.pt --classifier CK --attach OUT.pt
+    python experiments/zero_o_second_stage.py --offsets --reader captcha_stream/weights/classic36.pt
+    python experiments/zero_o_second_stage.py --reader READER.pt --classifier CK --data DIR [--data DIR ...]
+    python experiments/zero_o_second_stage.py --reader READER.pt --classifier CK --attach OUT.pt
 
 The last form writes a reader checkpoint that carries the classifier (captcha_stream/reader/second_look.py):
 evaluate.py and Recognizer then read with the summed log-odds.
@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=77, help="seed of the --offsets captchas")
     args = parser.parse_args()
     try:
-        # The comparison is with the reader alone (models/classic36.pt carries a second look and a denoiser).
+        # The comparison is with the reader alone (the shipped classic36 carries a second look and a denoiser).
         own = stages.names_in(load_checkpoint(args.reader))
         model, cfg, _ = model_from_checkpoint(args.reader, without=own)
         reader = Recognizer(model, cfg)

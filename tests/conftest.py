@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+CLASSIC36 = ROOT / "captcha_stream" / "weights" / "classic36.pt"
 sys.path.insert(0, str(ROOT))
 # Keep tests on one thread per process: the suite runs on 2 cores beside DataLoader workers.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -23,11 +24,11 @@ def classic36_set(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def classic36_reader(tmp_path_factory):
-    """models/classic36.pt without its denoiser: the reader and its second look, for tests that add their own."""
+    """The shipped classic36 without its denoiser: the reader and its second look, for tests that add their own."""
     from captcha_stream.tools.slim import slim_checkpoint
 
     out = tmp_path_factory.mktemp("reader") / "classic36-reader.pt"
-    return slim_checkpoint(ROOT / "models" / "classic36.pt", out, without=["denoiser"])
+    return slim_checkpoint(CLASSIC36, out, without=["denoiser"])
 
 
 @pytest.fixture(scope="session")

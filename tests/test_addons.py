@@ -23,6 +23,7 @@ from captcha_stream.train.addons import classify, denoise, train_addon
 ROOT = Path(__file__).resolve().parents[1]
 DENOISER = ROOT / "configs" / "classic36-denoiser.yaml"
 SECOND_LOOK = ROOT / "configs" / "classic36-second-look.yaml"
+CLASSIC36 = ROOT / "captcha_stream" / "weights" / "classic36.pt"
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,7 @@ def test_a_short_second_look_run_saves_a_classifier_that_attaches(tmp_path):
     cfg = short(SECOND_LOOK, tmp_path)
     curve = train_addon("second_look", cfg, tmp_path / "s.pt", log=lambda s: None)
     assert [point["step"] for point in curve] == [2, 4] and 0 <= curve[-1]["accuracy"] <= 1
-    reader = slim_checkpoint(ROOT / "models" / "classic36.pt", tmp_path / "r.pt", without=["second_look", "denoiser"])
+    reader = slim_checkpoint(CLASSIC36, tmp_path / "r.pt", without=["second_look", "denoiser"])
     attach_stages(reader, tmp_path / "c.pt", classifier=tmp_path / "s.pt")
     model, _, _ = model_from_checkpoint(tmp_path / "c.pt")
     assert isinstance(model, SecondLook) and model.ids == (1, 25)  # "0" and "O" of classic36's charset
@@ -152,9 +153,9 @@ def test_a_short_second_look_run_saves_a_classifier_that_attaches(tmp_path):
 def test_classifier_and_denoiser_weights_come_from_a_checkpoint_too():
     from captcha_stream.reader.build import model_from_checkpoint
 
-    shipped, _, _ = model_from_checkpoint(ROOT / "models" / "classic36.pt")
-    denoiser = load_denoiser(ROOT / "models" / "classic36.pt")
-    classifier, symbols = load_classifier(ROOT / "models" / "classic36.pt")
+    shipped, _, _ = model_from_checkpoint(CLASSIC36)
+    denoiser = load_denoiser(CLASSIC36)
+    classifier, symbols = load_classifier(CLASSIC36)
     assert symbols == "0O"
     for a, b in zip(denoiser.state_dict().values(), shipped.denoiser.state_dict().values()):
         assert torch.equal(a, b)
@@ -207,10 +208,10 @@ def test_train_addon_and_attach_from_the_command_line(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "curve.json").read_text())["curve"][-1]["step"] == 2
-    done = run_cli("attach", "models/classic36.pt", str(tmp_path / "c.pt"), "--denoiser", str(tmp_path / "d.pt"))
+    done = run_cli("attach", str(CLASSIC36), str(tmp_path / "c.pt"), "--denoiser", str(tmp_path / "d.pt"))
     assert done.returncode == 0, done.stderr
     assert load_denoiser(tmp_path / "c.pt").width == 4
-    missing = run_cli("attach", "models/classic36.pt", str(tmp_path / "x.pt"), "--second-look", "nope.pt")
+    missing = run_cli("attach", str(CLASSIC36), str(tmp_path / "x.pt"), "--second-look", "nope.pt")
     assert missing.returncode == 2 and missing.stderr.strip() == "error: nope.pt: no such file"
 
 

@@ -249,13 +249,8 @@ CASES = [
         ["--config", SMOKE, "--run-dir", "r4", "--set", "eval.val_dir=set_test_seed"],
         "set_test_seed: validation set was exported with seed 1000003, the test set's; set eval.val_dir",
     ),
-    ("predict-text-file", "predict", ["--checkpoint", CKPT, "text.png"], "text.png: not a readable image"),
-    ("predict-zero-byte", "predict", ["--checkpoint", CKPT, "empty.png"], "empty.png: empty file"),
-    ("predict-missing", "predict", ["--checkpoint", CKPT, "nothere.png"], "nothere.png: image file not found"),
-    ("predict-dir", "predict", ["--checkpoint", CKPT, "adir"], "adir: is a directory"),
     ("predict-tta-negative", "predict", ["--checkpoint", CKPT, "text.png", "--tta=-1"], "--tta: offsets must be >= 1"),
     ("predict-tta-word", "predict", ["--checkpoint", CKPT, "text.png", "--tta", "two"], "--tta: expected pixel"),
-    ("predict-bomb", "predict", ["--checkpoint", CKPT, "huge.png"], "huge.png: image too large"),
     ("export-n-zero", "export", ["--n", "0"], "--n: must be at least 1, got 0"),
     ("export-extend-none", "export", ["--n", "2", "--extend", "--out", "fresh"], "fresh: no set to extend"),
     ("export-different", "export", ["--n", "5", "--out", "set", "--config", SMOKE], "set: holds a different set"),
@@ -344,6 +339,29 @@ def test_bad_input_is_one_clear_line(ws, capsys, monkeypatch, command, args, mes
 
 def test_case_count():
     assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("text.png", "text.png: not a readable image"),
+        ("empty.png", "empty.png: empty file"),
+        ("nothere.png", "nothere.png: image file not found"),
+        ("adir", "adir: is a directory"),
+        ("huge.png", "huge.png: image too large"),
+    ],
+)
+def test_a_bad_image_gets_its_own_error_line_and_the_others_are_read(ws, capsys, monkeypatch, name, message):
+    monkeypatch.chdir(ws)
+    with pytest.raises(SystemExit) as exc:
+        run(predict_main, ["--checkpoint", CKPT, "rgba.png", name, "palette.png"])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 1, err
+    lines = out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["rgba.png", name, "palette.png"]
+    assert lines[1] == f"{name}\terror: {message}" or lines[1].startswith(f"{name}\terror: {message}")
+    assert len(lines[0].split("\t")) == len(lines[2].split("\t")) == 3
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("name", ["rgba.png", "palette.png", "sixteen.png"])

@@ -48,7 +48,7 @@ def test_clean_gives_the_bytes_of_an_image(tmp_path):
 def test_the_shipped_classic36_carries_a_denoiser():
     from captcha_stream.reader.recognizer import Recognizer
 
-    model = Recognizer.from_checkpoint(ROOT / "models" / "classic36.pt").model
+    model = Recognizer.from_checkpoint(ROOT / "captcha_stream" / "weights" / "classic36.pt").model
     assert isinstance(model, Denoised) and isinstance(model.reader, SecondLook)
 
 

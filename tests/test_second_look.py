@@ -65,7 +65,7 @@ def always(symbol_index):
 
 @pytest.fixture(scope="module")
 def with_look(tmp_path_factory, classic36_reader):
-    """models/classic36.pt's reader with a second look that always answers O."""
+    """captcha_stream/weights/classic36.pt's reader with a second look that always answers O."""
     path = tmp_path_factory.mktemp("ck") / "look.pt"
     state = attach(load_checkpoint(classic36_reader), always(1).state_dict(), "0O", 6)
     save_checkpoint(state, path, keep_previous=False)

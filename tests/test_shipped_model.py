@@ -12,7 +12,7 @@ from captcha_stream.eval.metrics import summary
 from captcha_stream.reader.recognizer import Recognizer
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "models" / "captcha62.pt"
+SHIPPED = ROOT / "captcha_stream" / "weights" / "captcha62.pt"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_shipped_model_reads_the_default_test_captchas(reader):
 )
 def test_every_shipped_model_matches_its_config(model, config):
     # models/README.md names the config each model was trained with; the checkpoint carries it.
-    path = ROOT / "models" / f"{model}.pt"
+    path = ROOT / "captcha_stream" / "weights" / f"{model}.pt"
     assert path.exists(), f"{path} is missing: the repository ships it"
     shipped = Recognizer.from_checkpoint(path).cfg
     expected = load_config(ROOT / "configs" / f"{config}.yaml")

@@ -121,7 +121,7 @@ def test_leaving_out_a_stage_it_does_not_have_or_does_not_know_is_one_line():
     [("captcha62.pt", []), ("captcha62-160x60.pt", []), ("classic36.pt", ["second_look", "denoiser"])],
 )
 def test_the_shipped_checkpoints_load_as_stacks(name, expected):
-    state = load_checkpoint(ROOT / "models" / name)
+    state = load_checkpoint(ROOT / "captcha_stream" / "weights" / name)
     assert stages.names_in(state) == expected
 
 

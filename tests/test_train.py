@@ -430,24 +430,21 @@ def test_documented_commands_and_checkpoint_alone(tmp_path):
     assert r.returncode == 0 and "beam 4 decoding" in r.stdout, r.stderr
 
 
-def test_default_checkpoint_lookup(tmp_path, monkeypatch):
+def test_default_checkpoint_is_the_shipped_reader_never_a_run(tmp_path, monkeypatch, capsys):
     from captcha_stream import cli
-    from captcha_stream.errors import CaptchaStreamError
+    from captcha_stream.reader.pretrained import pretrained_path
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)  # a checkout without a shipped model
-    with pytest.raises(CaptchaStreamError, match="no checkpoint found"):
-        cli.find_checkpoint(None)
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "captcha62.pt").write_bytes(b"x")
-    assert cli.find_checkpoint(None) == tmp_path / "models" / "captcha62.pt"
-    for name, age in (("old", 100), ("new", 0)):
-        (tmp_path / "runs" / name).mkdir(parents=True)
-        best = tmp_path / "runs" / name / "best.pt"
-        best.write_bytes(b"x")
-        os.utime(best, (time.time() - age, time.time() - age))
-    assert cli.find_checkpoint(None) == Path("runs/new/best.pt")  # the newest run wins
-    assert cli.find_checkpoint("given.pt") == Path("given.pt")
+    # A fresh run in the folder must not take the shipped reader's place unnoticed.
+    (tmp_path / "runs" / "new").mkdir(parents=True)
+    (tmp_path / "runs" / "new" / "best.pt").write_bytes(b"x")
+    assert cli.find_checkpoint(None) == pretrained_path("captcha62")
+    assert capsys.readouterr().err.strip() == f"using captcha62 ({pretrained_path('captcha62')})"
+    assert cli.find_checkpoint("classic36") == pretrained_path("classic36")
+    assert cli.find_checkpoint("runs/new/best.pt") == Path("runs/new/best.pt")
+    assert capsys.readouterr().err == ""  # a checkpoint that was named is not announced
+    (tmp_path / "classic36").write_bytes(b"x")  # a file of that name wins over the shipped reader
+    assert cli.find_checkpoint("classic36") == Path("classic36")
 
 
 @pytest.mark.parametrize(

@@ -108,7 +108,7 @@ def test_length_prior_prefers_an_answer_of_an_allowed_length():
 
 
 def test_too_large_a_shift_is_refused_with_the_setting_named():
-    reader = Recognizer.from_checkpoint(ROOT / "models" / "classic36.pt")
+    reader = Recognizer.from_checkpoint(ROOT / "captcha_stream" / "weights" / "classic36.pt")
     blank = [torch.zeros(80, 170, 3, dtype=torch.uint8).numpy()]
     with pytest.raises(CaptchaStreamError, match=r"^tta: 30 pixels is more than 1/8 of data.width \(170\)"):
         reader.predict(blank, tta=[2, 30])
@@ -128,7 +128,7 @@ def test_offsets_from_the_command_line():
 def test_shipped_model_reads_with_shifts():
     # classic36 reads 99.30% of its test set; with shifts it must still read nearly all of the
     # first 100 (the wiring: views shifted, not mixed up across images, answers in order).
-    reader = Recognizer.from_checkpoint(ROOT / "models" / "classic36.pt")
+    reader = Recognizer.from_checkpoint(ROOT / "captcha_stream" / "weights" / "classic36.pt")
     renderer = Renderer(reader.cfg.data, seed=0)
     images, labels = zip(*(renderer.sample_at(EvalConfig().test_seed, i) for i in range(100)))
     plain = reader.predict(list(images), batch_size=32)

@@ -133,7 +133,7 @@ def test_widen_keeps_the_stages_and_reads_as_before(tmp_path, read_folder, class
     from captcha_stream.reader import stages
     from captcha_stream.tools.widen import widen_checkpoint
 
-    src = ROOT / "models" / "classic36.pt"
+    src = ROOT / "captcha_stream" / "weights" / "classic36.pt"
     wide = widen_checkpoint(src, tmp_path / "wide.pt", {"model.rnn_hidden": 200})
     assert stages.names_in(load_checkpoint(wide)) == ["second_look", "denoiser"]
     assert read_folder(wide, classic36_set)[0] == read_folder(src, classic36_set)[0]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Union
+from typing import Any, BinaryIO, NamedTuple, Union
 
 import numpy as np
 import torch
@@ -18,19 +20,28 @@ from ..model.codec import Codec
 from .build import model_from_checkpoint
 from .tta import read
 
-ImageLike = Union[Image.Image, str, os.PathLike, np.ndarray]
+ImageLike = Union[Image.Image, str, os.PathLike, np.ndarray, bytes, BinaryIO]
+# An image whose width/height differs from the model's by more than this share is warned about.
+ASPECT_TOLERANCE = 0.25
 
 
 class Prediction(NamedTuple):
     text: str
     confidence: float
+    # Why this item could not be read (then text is "" and confidence 0.0); None when it was.
+    error: str | None = None
 
 
 def to_image(item: ImageLike) -> Image.Image:
+    """An image from a path, PIL image, numpy array, encoded bytes or a binary file object."""
     if isinstance(item, Image.Image):
         return item
     if isinstance(item, (str, os.PathLike)):
         return load_image(Path(item))
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return _decode(io.BytesIO(item), "image bytes")
+    if hasattr(item, "read"):
+        return _decode(item, getattr(item, "name", "image file object"))
     if isinstance(item, np.ndarray):
         arr = item
         if arr.dtype != np.uint8:
@@ -42,6 +53,22 @@ def to_image(item: ImageLike) -> Image.Image:
             raise CaptchaStreamError(f"image array of shape {item.shape}: expected (H, W) or (H, W, C)")
         return Image.fromarray(arr)
     raise CaptchaStreamError(f"cannot read an image from a {type(item).__name__}")
+
+
+def _decode(stream: BinaryIO, name: str) -> Image.Image:
+    data = stream.read()
+    if not data:
+        raise CaptchaStreamError(f"{name}: empty")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return image
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise CaptchaStreamError(f"{name}: not a readable image ({exc.__class__.__name__})") from None
+
+
+def item_name(item: ImageLike, index: int) -> str:
+    return str(item) if isinstance(item, (str, os.PathLike)) else f"image {index}"
 
 
 class Recognizer:
@@ -57,6 +84,14 @@ class Recognizer:
         self.model = model.to(self.device).eval() if backend == "torch" else model
         self.cfg = cfg
         self.codec = Codec(cfg.data.charset)
+        self._warned: set[tuple[int, int]] = set()
+
+    @classmethod
+    def from_pretrained(cls, name: str = "captcha62", device: str | torch.device = "cpu") -> Recognizer:
+        """A reader that ships with the package: captcha62, captcha62-160x60 or classic36."""
+        from .pretrained import pretrained_path
+
+        return cls.from_checkpoint(pretrained_path(name), device)
 
     @classmethod
     def from_checkpoint(
@@ -90,6 +125,7 @@ class Recognizer:
         beam: int = 0,
         batch_size: int = 64,
         tta: Sequence[int] | None = None,
+        errors: str = "keep",
     ) -> list[Prediction]:
         """Text and confidence for each image (PIL image, path or array; any mode or size).
 
@@ -99,15 +135,47 @@ class Recognizer:
         tta = self.cfg.eval.tta if tta is None else tta
         check_tta(tta, self.cfg.data, "tta")
         lengths = self.cfg.beam_lengths()
-        items: Sequence[ImageLike] = (
-            list(images) if not isinstance(images, (Image.Image, np.ndarray, str)) else [images]
-        )
+        single = isinstance(images, (Image.Image, np.ndarray, str, bytes, bytearray)) or hasattr(images, "read")
+        items: Sequence[ImageLike] = [images] if single else list(images)  # type: ignore[list-item]
         out: list[Prediction] = []
         for start in range(0, len(items), batch_size):
-            batch = np.stack([preprocess_array(to_image(x), self.cfg.data) for x in items[start : start + batch_size]])
-            read_batch = read(self._read, torch.from_numpy(batch), self.codec, beam, lengths, tta)
-            out.extend(Prediction(t, c) for t, c in read_batch)
+            arrays: list[np.ndarray] = []
+            failed: dict[int, str] = {}
+            for k, item in enumerate(items[start : start + batch_size], start):
+                try:
+                    image = to_image(item)
+                    self._check_shape(image, item_name(item, k))
+                    arrays.append(preprocess_array(image, self.cfg.data))
+                except CaptchaStreamError as exc:
+                    if errors == "raise":
+                        raise
+                    failed[k] = str(exc)
+            readings = iter(
+                read(self._read, torch.from_numpy(np.stack(arrays)), self.codec, beam, lengths, tta) if arrays else []
+            )
+            for k in range(start, min(start + batch_size, len(items))):
+                out.append(Prediction("", 0.0, failed[k]) if k in failed else Prediction(*next(readings)))
         return out
 
+    def _check_shape(self, image: Image.Image, name: str) -> None:
+        """Warn (once per size) about an image this reader will read badly: its aspect ratio is far from
+        the trained one, or it has the size another shipped reader was made for (which that warning names)."""
+        from .pretrained import fitting
+
+        size = (self.cfg.data.width, self.cfg.data.height)
+        if image.size == size or image.size in self._warned:
+            return
+        hint = fitting(image.width, image.height)
+        off = abs(image.width / image.height / (size[0] / size[1]) - 1) > ASPECT_TOLERANCE
+        if not off and hint in (None, fitting(*size)):
+            return
+        self._warned.add(image.size)
+        print(
+            f"warning: {name} is {image.width}x{image.height}, the reader was trained on {size[0]}x{size[1]}; "
+            "it reads such images badly" + (f" (the shipped reader {hint} fits them)" if hint else ""),
+            file=sys.stderr,
+        )
+
     def predict_one(self, image: ImageLike, beam: int = 0) -> Prediction:
-        return self.predict([image], beam=beam)[0]
+        """One image's reading; an image that cannot be read raises CaptchaStreamError."""
+        return self.predict([image], beam=beam, errors="raise")[0]
