@@ -518,3 +518,43 @@ def attach_main(argv: Sequence[str] | None = None) -> int:
     out = attach_stages(args.reader, args.out, args.denoiser, args.second_look, **placement)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def serve_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog("serve"),
+        description="Serve a reader over HTTP: POST /read, POST /read/batch, GET /health (the [serve] extra).",
+    )
+    parser.add_argument("--checkpoint", help=CHECKPOINT_HELP + ", or an exported .onnx model")
+    parser.add_argument("--backend", choices=["torch", "onnx"], help="onnx exports a .pt checkpoint first")
+    parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-bytes", type=int, default=2_000_000, help="largest request body (default 2 MB)")
+    parser.add_argument("--max-pixels", type=int, default=4_000_000, help="largest image (default 4 M pixels)")
+    args = parser.parse_args(argv)
+    try:
+        import uvicorn
+    except ImportError:
+        raise CaptchaStreamError("serve needs the [serve] extra: pip install 'captcha-stream[serve]'") from None
+    from .reader.pretrained import describe
+    from .reader.recognizer import Recognizer
+    from .server import create_app
+
+    if not 0 < args.port < 65536:
+        raise CaptchaStreamError(f"--port: must be 1..65535, got {args.port}")
+    for flag, value in (("--max-bytes", args.max_bytes), ("--max-pixels", args.max_pixels)):
+        if value < 1:
+            raise CaptchaStreamError(f"{flag}: must be at least 1, got {value}")
+    path = find_checkpoint(args.checkpoint)
+    model = describe(path).split(" (")[0]  # the shipped reader's name, or the path given
+    if args.backend == "onnx" and path.suffix != ".onnx":
+        import tempfile
+
+        from .reader.onnx import export_onnx
+
+        path = export_onnx(path, Path(tempfile.mkdtemp()) / f"{path.stem}.onnx")
+    reader = Recognizer.from_checkpoint(path, backend=args.backend)
+    app = create_app(reader, model, args.max_bytes, args.max_pixels)
+    print(f"serving {model} ({reader.backend}) on http://{args.host}:{args.port}", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
