@@ -45,10 +45,32 @@ def test_sheet_rejects_an_empty_request(tmp_path, images):
         write_sheet(tmp_path / "s.png", images, ["a"] * 5, ["a"] * 5, "t", count=0)
 
 
-def test_page_and_sheet_mark_the_same_characters():
+def test_page_and_sheet_mark_the_aligned_differences():
     from captcha_stream.eval.view import _marked, _marks
 
-    assert _marks("aXcde", "abcd") == [("a", False), ("X", True), ("c", False), ("d", False), ("e", True)]
-    assert _marks("ab", "abcd") == [("a", False), ("b", False), ("_", True), ("_", True)]
+    assert _marks("aXcde", "abcd") == [("a", "ok"), ("X", "sub"), ("c", "ok"), ("d", "ok"), ("e", "extra")]
+    assert _marks("ab", "abcd") == [("a", "ok"), ("b", "ok"), ("_", "gap"), ("_", "gap")]
+    # One dropped character is one gap, not the rest of the string marked wrong.
+    marks = _marks("SQKNpLY", "SQKKNpLY")
+    assert [kind for _, kind in marks].count("gap") == 1 and {kind for _, kind in marks} == {"ok", "gap"}
+    assert _marked("SQKNpLY", "SQKKNpLY") == 'SQ<span class="gap">_</span>KNpLY'  # either K may be the gap
+    assert _marked("abXc", "abc") == 'ab<span class="extra">X</span>c'
     assert _marked("a<", "ab") == 'a<span class="bad">&lt;</span>'
     assert _marked("", "") == '<span class="bad">(empty)</span>'
+
+
+def test_a_large_set_puts_its_images_beside_the_page(tmp_path, images, monkeypatch):
+    from captcha_stream.eval import view
+
+    labels, preds = ["ab"] * len(images), ["ab", "aX", "ab", "b", "ab"][: len(images)]
+    small = view.write_view(tmp_path / "small.html", images, labels, preds, [0.9] * len(images), "t")
+    assert small.read_text().count("data:image/png;base64,") == len(images)
+    assert not (tmp_path / "small_files").exists()
+    monkeypatch.setattr(view, "INLINE_LIMIT", 2)
+    big = view.write_view(tmp_path / "big.html", images, labels, preds, [0.9] * len(images), "t")
+    page = big.read_text()
+    assert "data:image" not in page and len(list((tmp_path / "big_files").iterdir())) == len(images)
+    assert 'src="big_files/000000.png"' in page
+    # Sorting and filtering controls, with the confused pair on the card that has it.
+    assert "least confident first" in page and '<option value="b&gt;X">b read as X (1)</option>' in page
+    assert 'data-pairs="b&gt;X"' in page

@@ -66,8 +66,10 @@ def accuracy_by_length(preds: Sequence[str], truths: Sequence[str]) -> dict[int,
     return {n: (len(v), sum(v) / len(v)) for n, v in sorted(groups.items())}
 
 
-def substitutions(pred: str, truth: str) -> list[tuple[str, str]]:
-    """(true, predicted) character pairs substituted in one optimal Levenshtein alignment."""
+def alignment(pred: str, truth: str) -> list[tuple[str | None, str | None]]:
+    """One optimal Levenshtein alignment as (true, predicted) character pairs, in reading order:
+    both set for a match or a substitution, (true, None) for a character the prediction left out,
+    (None, predicted) for one it added."""
     n, m = len(truth), len(pred)
     d = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(n + 1):
@@ -77,18 +79,24 @@ def substitutions(pred: str, truth: str) -> list[tuple[str, str]]:
     for i in range(1, n + 1):
         for j in range(1, m + 1):
             d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (truth[i - 1] != pred[j - 1]))
-    pairs = []
+    pairs: list[tuple[str | None, str | None]] = []
     i, j = n, m
-    while i > 0 and j > 0:
-        if d[i][j] == d[i - 1][j - 1] + (truth[i - 1] != pred[j - 1]):
-            if truth[i - 1] != pred[j - 1]:
-                pairs.append((truth[i - 1], pred[j - 1]))
+    while i > 0 or j > 0:
+        if i > 0 and j > 0 and d[i][j] == d[i - 1][j - 1] + (truth[i - 1] != pred[j - 1]):
+            pairs.append((truth[i - 1], pred[j - 1]))
             i, j = i - 1, j - 1
-        elif d[i][j] == d[i - 1][j] + 1:
+        elif i > 0 and d[i][j] == d[i - 1][j] + 1:
+            pairs.append((truth[i - 1], None))
             i -= 1
         else:
+            pairs.append((None, pred[j - 1]))
             j -= 1
     return pairs[::-1]
+
+
+def substitutions(pred: str, truth: str) -> list[tuple[str, str]]:
+    """(true, predicted) character pairs substituted in one optimal Levenshtein alignment."""
+    return [(t, p) for t, p in alignment(pred, truth) if t is not None and p is not None and t != p]
 
 
 def confusions(preds: Sequence[str], truths: Sequence[str], top: int = 10) -> list[tuple[str, str, int]]:

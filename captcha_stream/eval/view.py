@@ -1,8 +1,12 @@
-"""--view: every captcha beside the model's attempt, as one self-contained HTML page.
+"""--view: every captcha beside the model's attempt, as an HTML page.
 
 A page rather than a GUI window: it works over SSH and on headless machines, can be
 kept with the run, and the browser does the zooming and scrolling. When a display is
-available the page is opened in the default browser.
+available the page is opened in the default browser. Up to INLINE_LIMIT images are
+inlined (one self-contained file); a larger set's images go to a folder beside the page
+(`PAGE_files/`, hard links where the filesystem allows), so the page stays small.
+The reading is marked against the truth by an edit-distance alignment: a wrong symbol,
+a gap where one is missing, a struck-through symbol the reader added.
 
 --sheet: the first mistakes as one PNG, for where a page cannot go (an issue, a chat, a
 README) and for machines without a browser to take a screenshot with.
@@ -13,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import shutil
 import sys
 import webbrowser
 from collections.abc import Sequence
@@ -31,8 +36,28 @@ body { font-family: sans-serif; margin: 1.5em; background: #fafafa; }
 .card img { display: block; image-rendering: pixelated; }
 .text { font-family: monospace; font-size: 18px; margin-top: 4px; }
 .bad { color: #c00; font-weight: bold; text-decoration: underline; }
+.gap { color: #c00; font-weight: bold; }
+.extra { color: #c00; text-decoration: line-through; }
 .meta { color: #777; font-size: 12px; }
+.controls { margin: 0.5em 0 1em; display: flex; gap: 1.5em; }
 body.only-wrong .card:not(.wrong) { display: none; }
+.card.hidden { display: none; }
+"""
+INLINE_LIMIT = 200
+
+_SCRIPT = """
+function order(key) {
+  const grid = document.querySelector('.grid');
+  const cards = Array.from(grid.children);
+  const by = {mistakes: c => [c.classList.contains('wrong') ? 0 : 1, +c.dataset.index],
+              confidence: c => [+c.dataset.conf, +c.dataset.index], file: c => [0, +c.dataset.index]}[key];
+  cards.sort((a, b) => { const x = by(a), y = by(b); return x[0] - y[0] || x[1] - y[1]; });
+  cards.forEach(c => grid.appendChild(c));
+}
+function only(pair) {
+  document.querySelectorAll('.card').forEach(c =>
+    c.classList.toggle('hidden', pair !== '' && !c.dataset.pairs.split(' ').includes(pair)));
+}
 """
 
 
@@ -47,19 +72,48 @@ def _mistakes_first(labels: Sequence[str], preds: Sequence[str]) -> list[int]:
     return sorted(range(len(labels)), key=lambda i: (preds[i] == labels[i], i))
 
 
-def _marks(pred: str, truth: str) -> list[tuple[str, bool]]:
-    """Each character of the prediction and whether it differs from the truth (position-wise);
-    a short prediction is padded with '_', each one wrong."""
-    shown = pred + "_" * max(0, len(truth) - len(pred))
-    return [(ch, i >= len(pred) or i >= len(truth) or truth[i] != ch) for i, ch in enumerate(shown)]
+def _marks(pred: str, truth: str) -> list[tuple[str, str]]:
+    """The reading aligned with the truth (edit distance), as (character, kind) pairs: "ok", "sub" (a
+    wrong symbol), "gap" (a symbol the reading left out, shown as "_"), "extra" (one it added)."""
+    out = []
+    for t, p in metrics.alignment(pred, truth):
+        if p is None:
+            out.append(("_", "gap"))
+        elif t is None:
+            out.append((p, "extra"))
+        else:
+            out.append((p, "ok" if p == t else "sub"))
+    return out
+
+
+_CLASS = {"sub": "bad", "gap": "gap", "extra": "extra"}
 
 
 def _marked(pred: str, truth: str) -> str:
-    """The prediction as HTML, with each character that differs from the truth marked."""
+    """The reading as HTML, each difference from the truth marked by its kind."""
     parts = [
-        f'<span class="bad">{html.escape(ch)}</span>' if bad else html.escape(ch) for ch, bad in _marks(pred, truth)
+        html.escape(ch) if kind == "ok" else f'<span class="{_CLASS[kind]}">{html.escape(ch)}</span>'
+        for ch, kind in _marks(pred, truth)
     ]
     return "".join(parts) or '<span class="bad">(empty)</span>'
+
+
+def _sources(out: Path, image_paths: Sequence[Path]) -> list[str]:
+    """What each card's <img src> is: inlined data for a small set, else files in PAGE_files/."""
+    if len(image_paths) <= INLINE_LIMIT:
+        return [f"data:image/png;base64,{base64.b64encode(Path(p).read_bytes()).decode('ascii')}" for p in image_paths]
+    folder = out.with_name(out.stem + "_files")
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for k, path in enumerate(image_paths):
+        target = folder / f"{k:06d}{Path(path).suffix or '.png'}"
+        target.unlink(missing_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copyfile(path, target)
+        sources.append(f"{folder.name}/{target.name}")
+    return sources
 
 
 def write_view(
@@ -73,26 +127,43 @@ def write_view(
     out = Path(out)
     summary = metrics.summary(preds, labels)
     wrong = sum(p != t for p, t in zip(preds, labels))
+    sources = _sources(out, image_paths)
     cards = []
     for i in _mistakes_first(labels, preds):
-        data = base64.b64encode(Path(image_paths[i]).read_bytes()).decode("ascii")
         ok = preds[i] == labels[i]
+        pairs = " ".join(sorted({f"{t}>{p}" for t, p in metrics.substitutions(preds[i], labels[i])}))
         cards.append(
-            f'<div class="card{"" if ok else " wrong"}"><img src="data:image/png;base64,{data}" alt="">'
+            f'<div class="card{"" if ok else " wrong"}" data-index="{i}" data-conf="{confidences[i]:.6f}" '
+            f'data-pairs="{html.escape(pairs)}"><img src="{sources[i]}" alt="">'
             f'<div class="text">truth&nbsp;{html.escape(labels[i])}</div>'
             f'<div class="text">model&nbsp;{_marked(preds[i], labels[i])}</div>'
             f'<div class="meta">{html.escape(Path(image_paths[i]).name)} · confidence {confidences[i]:.3f}</div></div>'
         )
+    options = "".join(
+        f'<option value="{html.escape(f"{t}>{p}")}">{html.escape(t)} read as {html.escape(p)} ({n})</option>'
+        for t, p, n in metrics.confusions(preds, labels, top=50)
+    )
+    controls = (
+        "<div class='controls'><label><input type='checkbox' "
+        "onchange=\"document.body.classList.toggle('only-wrong', this.checked)\"> show only mistakes</label>"
+        "<label>order <select onchange='order(this.value)'><option value='mistakes'>mistakes first</option>"
+        "<option value='confidence'>least confident first</option><option value='file'>file order</option>"
+        "</select></label><label>confused pair <select onchange='only(this.value)'><option value=''>all</option>"
+        f"{options}</select></label></div>"
+    )
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body>"
+        f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>"
         f"<h1>{html.escape(title)}</h1>"
         f"<p>{len(labels)} images, {wrong} wrong. Full-string accuracy {summary['full_string_accuracy']:.2%}, "
         f"character accuracy {summary['char_accuracy']:.2%}, CER {summary['cer']:.2%}, case-insensitive "
-        f"{summary['case_insensitive_accuracy']:.2%}. Mistakes come first; wrong characters are "
-        f"<span class='bad'>marked</span>.</p>"
-        "<label><input type='checkbox' onchange=\"document.body.classList.toggle('only-wrong', this.checked)\">"
-        " show only mistakes</label><div class='grid'>" + "".join(cards) + "</div></body></html>"
+        f"{summary['case_insensitive_accuracy']:.2%}. The reading is aligned with the truth: a "
+        "<span class='bad'>wrong</span> symbol, a <span class='gap'>_</span> where one is missing, an "
+        "<span class='extra'>added</span> one struck through.</p>"
+        + controls
+        + "<div class='grid'>"
+        + "".join(cards)
+        + "</div></body></html>"
     )
     with replacing(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
@@ -166,8 +237,11 @@ def write_sheet(
         draw.text((x + 6, ty), f"truth {labels[i]}", fill=_INK, font=text)
         draw.text((x + 6, ty + line), "model", fill=_INK, font=text)
         # The same marking as the page's: the reader's eye goes to the red.
-        for j, (ch, bad) in enumerate(_marks(preds[i], labels[i])):
-            draw.text((x + 6 + (6 + j) * char_w, ty + line), ch, fill=_RED if bad else _INK, font=text)
+        for j, (ch, kind) in enumerate(_marks(preds[i], labels[i])):
+            cx = x + 6 + (6 + j) * char_w
+            draw.text((cx, ty + line), ch, fill=_INK if kind == "ok" else _RED, font=text)
+            if kind == "extra":  # struck through, as on the page
+                draw.line((cx, ty + line + 12, cx + char_w, ty + line + 12), fill=_RED, width=2)
     with replacing(out) as tmp:
         sheet.save(tmp, format="PNG")
     return out
