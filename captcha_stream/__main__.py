@@ -6,6 +6,7 @@ from . import cli
 
 # name -> (entry point in cli.py, what it does); no torch is imported before a command's arguments parse.
 COMMANDS = {
+    "demo": (cli.demo_main, "render fresh captchas and read them with a shipped reader: see it work"),
     "predict": (cli.predict_main, "read captcha images with a shipped reader or your own checkpoint"),
     "evaluate": (cli.evaluate_main, "measure a reader on a labelled set (--view: a page of every captcha)"),
     "train": (cli.train_main, "train a reader on an endless stream of rendered captchas (or a folder)"),

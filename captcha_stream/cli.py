@@ -217,6 +217,16 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def default_view(ckpt: Path, data_dir: Path) -> Path:
+    """Beside a checkpoint of one's own; in the current folder for a shipped reader (the installed
+    package's folder may not be writable, and is no place for pages)."""
+    from .reader.pretrained import WEIGHTS
+
+    if ckpt.resolve().parent == WEIGHTS.resolve():
+        return Path(f"view-{ckpt.stem}-{data_dir.name}.html")
+    return ckpt.parent / f"view-{data_dir.name}.html"
+
+
 def _evaluate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog("evaluate", "evaluate.py"), description="Measure a trained reader on a labelled set."
@@ -228,7 +238,9 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", help="folder of labelled images (default: the checkpoint config's test set)")
     parser.add_argument("--labels", help="labels CSV when not DIR/labels.csv")
     parser.add_argument("-V", "--view", action="store_true", help="write (and open) a page of every captcha")
-    parser.add_argument("--view-out", help="where --view writes its page (default: beside the checkpoint)")
+    parser.add_argument(
+        "--view-out", help="where --view writes its page (default: beside the checkpoint; a shipped reader's: here)"
+    )
     parser.add_argument("--sheet", metavar="PNG", help="write the first mistakes (then hits) as one PNG picture")
     parser.add_argument("--sheet-count", type=int, default=24, help="captchas on the --sheet picture (default 24)")
     parser.add_argument("--beam", type=int, default=None, help="beam width (0 = greedy; default from config)")
@@ -266,7 +278,7 @@ def _evaluate_outputs(args: argparse.Namespace, ckpt: Path, data_dir: Path, data
         print(f"wrote {args.json}")
     paths = [dataset.path(i) for i in range(len(dataset))]
     if args.view:
-        out = Path(args.view_out) if args.view_out else ckpt.parent / f"view-{data_dir.name}.html"
+        out = Path(args.view_out) if args.view_out else default_view(ckpt, data_dir)
         write_view(out, paths, results.labels, results.preds, results.confidences, title=f"{ckpt} on {data_dir}")
         opened = open_view(out)
         print(f"view: {out}{' (opened in the browser)' if opened else ''}")
@@ -415,7 +427,9 @@ def slim_main(argv: Sequence[str] | None = None) -> int:
     for key in overrides:
         if not key.startswith("eval."):
             raise CaptchaStreamError(f"--set {key}: slim changes only eval.* settings (the weights fix the rest)")
-    out = slim_checkpoint(args.src, args.dst, overrides, without=dict.fromkeys(args.without))
+    from .reader.pretrained import resolve_checkpoint
+
+    out = slim_checkpoint(resolve_checkpoint(args.src), args.dst, overrides, without=dict.fromkeys(args.without))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -515,7 +529,10 @@ def attach_main(argv: Sequence[str] | None = None) -> int:
         placement["peak_to_centre"] = args.peak_to_centre
     if args.last_gap is not None:
         placement["last_gap"] = None if args.last_gap < 0 else args.last_gap
-    out = attach_stages(args.reader, args.out, args.denoiser, args.second_look, **placement)
+    from .reader.pretrained import resolve_checkpoint
+
+    reader = resolve_checkpoint(args.reader)
+    out = attach_stages(reader, args.out, args.denoiser, args.second_look, **placement)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -558,3 +575,35 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     print(f"serving {model} ({reader.backend}) on http://{args.host}:{args.port}", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def demo_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog("demo"),
+        description="Render fresh captchas, read them with a shipped reader (or yours), and show the result "
+        "as a table and a page.",
+    )
+    parser.add_argument("--checkpoint", help=CHECKPOINT_HELP)
+    parser.add_argument("--n", type=int, default=24, help="captchas to render and read (default 24)")
+    parser.add_argument("--seed", type=int, help="seed of the captchas (default: new ones every time)")
+    parser.add_argument("--out", default="demo", help="folder for the captchas and the page (default demo/)")
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        raise CaptchaStreamError(f"--n: must be at least 1, got {args.n}")
+    import random
+
+    from .checkpoint import load_checkpoint
+    from .config import config_from_dict
+    from .data.frozen import export_set, read_meta
+
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and read_meta(out) is None)):
+        # A demo replaces its own earlier captchas, never a folder of something else.
+        raise CaptchaStreamError(f"{out}: exists and holds something else than a demo; choose another --out")
+    ckpt = find_checkpoint(args.checkpoint)
+    data = config_from_dict(load_checkpoint(ckpt)["config"]).data
+    seed = random.SystemRandom().randrange(10**9) if args.seed is None else args.seed
+    export_set(out, args.n, data, seed=seed, force=True, workers=1, progress=False, log=lambda s: None)
+    print(f"rendered {args.n} captchas into {out}/ (seed {seed}: --seed {seed} draws them again)")
+    view = ["--view", "--view-out", str(out / "view.html"), "--samples", str(min(args.n, 50)), "--no-progress"]
+    return evaluate_main(["--checkpoint", str(ckpt), "--data", str(out), "--confusions", "0", *view])

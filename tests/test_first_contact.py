@@ -170,3 +170,16 @@ def test_an_installed_wheel_reads_with_its_bundled_reader_from_an_unrelated_fold
         env=env,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_demo_renders_reads_and_can_run_again(tmp_path):
+    for _ in range(2):
+        done = console("demo", "--n", "3", "--seed", "5", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "rendered 3 captchas into demo/ (seed 5" in done.stdout and "full-string accuracy" in done.stdout
+        assert (tmp_path / "demo" / "view.html").is_file()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    done = console("demo", "--out", "mine", cwd=tmp_path)
+    assert done.returncode == 2 and "mine: exists and holds something else than a demo" in done.stderr
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

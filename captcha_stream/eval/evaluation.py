@@ -103,7 +103,7 @@ def format_report(results: Results, samples: int = 10, confusions: int = 10) -> 
     lines = [
         f"images                     {s['n']}",
         f"full-string accuracy       {s['full_string_accuracy']:.2%}   (95% interval {low:.2%} to {high:.2%})",
-        f"character accuracy         {s['char_accuracy']:.2%}   (position-wise; see README)",
+        f"character accuracy         {s['char_accuracy']:.2%}   (position-wise; docs/evaluation.md)",
         f"CER                        {s['cer']:.2%}",
         f"case-insensitive accuracy  {s['case_insensitive_accuracy']:.2%}",
         "",

@@ -16,7 +16,7 @@ class Denoiser(nn.Module):
     """A full-resolution residual CNN for grey images: the image minus what it takes to be noise.
 
     No normalisation layers: a one-pixel stroke-width cue separates 0 from O, and BatchNorm's
-    running statistics moved such a cue enough to tip it (models/README.md, session 13).
+    running statistics moved such a cue enough to tip it (docs/history.md).
     Dilations 1-2-4-8-1 give a 35-pixel receptive field, enough to see that a one-pixel arc or a
     three-pixel dot is not part of a glyph's stroke.
     """

@@ -9,7 +9,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..reader import denoised, second_look
 
 # Where classic36's reader puts its CTC peaks: 6 px left of a glyph's middle, and the last glyph's
-# middle 41 px right of the second-to-last peak (measured on 1000 captchas; models/README.md).
+# middle 41 px right of the second-to-last peak (measured on 1000 captchas; docs/history.md).
 PEAK_TO_CENTRE = 6
 LAST_GAP = 41
 
