@@ -158,21 +158,10 @@ def find_checkpoint(given: str | None) -> Path:
     return path
 
 
-def describe_decoding(beam: int, lengths: tuple[int, int] | None) -> str:
-    if not beam:
-        return "greedy"
-    return f"beam {beam}" + (f" (lengths {lengths[0]}-{lengths[1]})" if lengths else "")
-
-
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     args = _evaluate_parser().parse_args(argv)  # before torch is imported: --help answers at once
-    from .config import check_tta, parse_tta
-    from .data.folder import FolderDataset
-    from .data.frozen import ensure_set
-    from .eval.evaluation import format_report, load_all, run_eval
-    from .model.codec import Codec
-    from .reader.build import model_from_checkpoint
-    from .train.device import pick_device
+    from .config import parse_tta
+    from .eval.evaluation import evaluate_checkpoint, format_report
 
     if args.confusions < 0:
         raise CaptchaStreamError(f"--confusions: must be >= 0, got {args.confusions}")
@@ -182,38 +171,22 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     for flag, out in (("--sheet", args.sheet), ("--json", args.json)):
         if out and not Path(out).resolve().parent.is_dir():
             raise CaptchaStreamError(f"{flag}: folder {Path(out).parent} does not exist")
-
     ckpt = find_checkpoint(args.checkpoint)
-    model, cfg, state = model_from_checkpoint(ckpt)
-    beam = cfg.eval.beam if args.beam is None else args.beam
-    if beam < 0:
-        raise CaptchaStreamError(f"--beam: must be >= 0, got {beam}")
-    if args.no_length_prior:
-        cfg.eval.length_prior = False
-    tta = cfg.eval.tta if args.tta is None else parse_tta(args.tta)
-    check_tta(tta, cfg.data, "--tta")
-    data_dir = (
-        Path(args.data)
-        if args.data
-        else ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed)
+    ev = evaluate_checkpoint(
+        ckpt,
+        data=args.data,
+        labels=args.labels,
+        beam=args.beam,
+        length_prior=not args.no_length_prior,
+        tta=None if args.tta is None else parse_tta(args.tta),
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.no_progress,
     )
-    dataset = FolderDataset(data_dir, cfg.data, args.labels)
-    device = pick_device(args.device)
-    model.to(device)
-    progress = not args.no_progress
-    batch = args.batch_size or cfg.eval.batch_size
-    images, labels = load_all(dataset, batch, progress=progress)
-    lengths = cfg.beam_lengths()
-    codec = Codec(cfg.data.charset)
-    results = run_eval(model, images, labels, codec, device, batch, beam, progress, lengths, tta)
-    shifts = f", shifts of {'/'.join(map(str, tta))} px" if tta else ""
-    print(
-        f"checkpoint {ckpt} (step {state.get('step', '?')}), data {data_dir}, "
-        f"{describe_decoding(beam, lengths)} decoding{shifts}"
-    )
-    samples = cfg.eval.samples if args.samples is None else args.samples
-    print(format_report(results, samples, args.confusions))
-    _evaluate_outputs(args, ckpt, data_dir, dataset, results)
+    print(f"checkpoint {ckpt} (step {ev.step}), data {ev.data_dir}, {ev.decoding} decoding")
+    samples = ev.cfg.eval.samples if args.samples is None else args.samples
+    print(format_report(ev.results, samples, args.confusions))
+    _evaluate_outputs(args, ckpt, ev.data_dir, ev.paths, ev.results)
     return 0
 
 
@@ -264,7 +237,7 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _evaluate_outputs(args: argparse.Namespace, ckpt: Path, data_dir: Path, dataset: Any, results: Any) -> None:
+def _evaluate_outputs(args: argparse.Namespace, ckpt: Path, data_dir: Path, paths: list[Path], results: Any) -> None:
     """What evaluate writes besides the report: --json, the --view page, the --sheet picture."""
     from .atomic import replacing
     from .eval import metrics
@@ -276,7 +249,6 @@ def _evaluate_outputs(args: argparse.Namespace, ckpt: Path, data_dir: Path, data
         with replacing(args.json) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
-    paths = [dataset.path(i) for i in range(len(dataset))]
     if args.view:
         out = Path(args.view_out) if args.view_out else default_view(ckpt, data_dir)
         write_view(out, paths, results.labels, results.preds, results.confidences, title=f"{ckpt} on {data_dir}")

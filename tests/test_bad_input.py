@@ -384,8 +384,8 @@ def test_debug_shows_the_traceback(ws, monkeypatch):
 
 def test_cuda_index_beyond_the_devices_present(monkeypatch):
     # A machine with one GPU, asked for the fourth: a config error, not a failure inside torch.
+    from captcha_stream.device import pick_device
     from captcha_stream.errors import CaptchaStreamError
-    from captcha_stream.train.device import pick_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..config import Config
+from ..errors import CaptchaStreamError
 from ..model.codec import Codec
 from ..reader.tta import read
 from . import metrics
@@ -121,3 +126,60 @@ def format_report(results: Results, samples: int = 10, confusions: int = 10) -> 
             mark = "" if results.preds[i] == results.labels[i] else "   <- wrong"
             lines.append(f"{results.labels[i]:<12}{results.preds[i]:<12}{results.confidences[i]:.3f}{mark}")
     return "\n".join(lines)
+
+
+def describe_decoding(beam: int, lengths: tuple[int, int] | None, tta: Sequence[int] = ()) -> str:
+    text = "greedy" if not beam else f"beam {beam}" + (f" (lengths {lengths[0]}-{lengths[1]})" if lengths else "")
+    return text + (f", shifts of {'/'.join(map(str, tta))} px" if tta else "")
+
+
+@dataclass
+class Evaluation:
+    """A checkpoint read on a labelled set: the readings, and what they were made with."""
+
+    results: Results
+    cfg: Config
+    step: Any
+    data_dir: Path
+    paths: list[Path]
+    decoding: str
+
+
+def evaluate_checkpoint(
+    ckpt: str | os.PathLike[str],
+    data: str | os.PathLike[str] | None = None,
+    labels: str | os.PathLike[str] | None = None,
+    beam: int | None = None,
+    length_prior: bool = True,
+    tta: Sequence[int] | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> Evaluation:
+    """Read a labelled folder (default: the checkpoint config's test set, exported if missing) with
+    a checkpoint; `beam`, `tta` and `batch_size` default to the checkpoint config's."""
+    from ..config import check_tta
+    from ..data.folder import FolderDataset
+    from ..data.frozen import ensure_set
+    from ..device import pick_device
+    from ..reader.build import model_from_checkpoint
+
+    model, cfg, state = model_from_checkpoint(ckpt)
+    beam = cfg.eval.beam if beam is None else beam
+    if beam < 0:
+        raise CaptchaStreamError(f"--beam: must be >= 0, got {beam}")
+    cfg.eval.length_prior = cfg.eval.length_prior and length_prior
+    tta = cfg.eval.tta if tta is None else list(tta)
+    check_tta(tta, cfg.data, "--tta")
+    data_dir = Path(data) if data else ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed)
+    dataset = FolderDataset(data_dir, cfg.data, labels)
+    torch_device = pick_device(device)
+    model.to(torch_device)
+    batch = batch_size or cfg.eval.batch_size
+    images, truths = load_all(dataset, batch, progress=progress)
+    lengths = cfg.beam_lengths()
+    results = run_eval(
+        model, images, truths, Codec(cfg.data.charset), torch_device, batch, beam, progress, lengths, tta
+    )
+    paths = [dataset.path(i) for i in range(len(dataset))]
+    return Evaluation(results, cfg, state.get("step", "?"), data_dir, paths, describe_decoding(beam, lengths, tta))

@@ -28,13 +28,13 @@ from ..config import Config
 from ..data.folder import FolderDataset
 from ..data.frozen import ensure_set
 from ..data.stream import CaptchaStream, CtcCollate, FolderStream, IndexedStream
+from ..device import default_workers, pick_device
 from ..errors import CaptchaStreamError
 from ..eval.evaluation import headline, load_all, run_eval
 from ..eval.plot import draw_curve
 from ..model.codec import Codec, ctc_loss
 from ..model.crnn import CRNN
 from . import distributed
-from .device import default_workers, pick_device
 from .ema import WeightAverage
 from .hard_examples import hardest
 from .run import (

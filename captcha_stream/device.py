@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from ..errors import CaptchaStreamError
+from .errors import CaptchaStreamError
 
 
 def _mps_available() -> bool:
