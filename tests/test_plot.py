@@ -31,7 +31,7 @@ def test_comparison_draws_one_line_per_run(tmp_path, capsys):
     assert plot_main([f"baseline={a}", str(b / "metrics.jsonl"), "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     with Image.open(out) as img:
-        assert img.size == (900, 330 + 2 * 14)
+        assert img.size == (900, 330 + 2 * 16)  # a legend row per run, under the plots
     drawn = colors(out)
     assert SERIES[0] in drawn and SERIES[1] in drawn and SERIES[2] not in drawn
 

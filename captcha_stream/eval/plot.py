@@ -1,4 +1,5 @@
-"""Learning-curve pictures drawn with Pillow (no plotting library needed).
+"""Learning-curve pictures drawn with Pillow (no plotting library needed), in the captcha package's
+own TrueType font (always installed beside it), with axis labels and the legends outside the plots.
 
 `draw_curve`: one run's loss and held-out (validation) accuracy against steps, written as RUN_DIR/curve.png
 after every evaluation, so a glance shows where a run is going. `draw_comparison`: the
@@ -15,8 +16,10 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from ..atomic import replacing
+from .view import _font
 
-W, H, PAD = 900, 330, 48
+W, H, PAD = 900, 330, 56
+LEGEND_ROW = 16
 COLORS = {
     "loss": (40, 90, 200),
     "full_string_accuracy": (200, 40, 40),
@@ -54,16 +57,17 @@ def _panel(
 ) -> None:
     x0, y0, x1, y1 = box
     draw.rectangle(box, outline=(160, 160, 160))
-    draw.text((x0, y0 - 16), title, fill=(0, 0, 0), font=font)
+    draw.text((x0, y0 - 20), title, fill=(0, 0, 0), font=font)
     lo, hi = y_range
     for value, label in y_labels:
         y = y1 - (value - lo) / (hi - lo) * (y1 - y0)
         draw.line([(x0, y), (x1, y)], fill=(230, 230, 230))
-        draw.text((x0 - 40, y - 6), label, fill=(90, 90, 90), font=font)
+        draw.text((x0 - 6, y), label, fill=(90, 90, 90), font=font, anchor="rm")
     for k in range(5):
         step = first_step + round((max_step - first_step) * k / 4)
         x = x0 + (x1 - x0) * k / 4
-        draw.text((x - 10, y1 + 4), str(step), fill=(90, 90, 90), font=font)
+        draw.text((x, y1 + 4), str(step), fill=(90, 90, 90), font=font, anchor="ma")
+    draw.text(((x0 + x1) / 2, y1 + 20), "step", fill=(90, 90, 90), font=font, anchor="ma")
 
 
 def draw_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path | None:
@@ -73,13 +77,13 @@ def draw_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
     if not losses:
         return None
     out = Path(out) if out else run_dir / "curve.png"
-    font = ImageFont.load_default()
-    img = Image.new("RGB", (W, H), "white")
+    font = _font(13)
+    img = Image.new("RGB", (W, H + LEGEND_ROW), "white")
     draw = ImageDraw.Draw(img)
     max_step = max([s for s, _ in losses] + [s for s, _ in evals])
     half = W // 2
-    left = (PAD, 30, half - 20, H - 30)
-    right = (half + PAD, 30, W - 20, H - 30)
+    left = (PAD, 34, half - 20, H - 40)
+    right = (half + PAD, 34, W - 20, H - 40)
 
     # Loss on a log scale: CTC loss falls over orders of magnitude.
     logs = [math.log10(max(v, 1e-4)) for _, v in losses]
@@ -102,7 +106,8 @@ def draw_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
         draw.line(pts, fill=COLORS["loss"], width=2)
 
     _panel(draw, right, "held-out accuracy", max_step, (0.0, 1.0), [(v / 4, f"{v * 25}%") for v in range(5)], font)
-    for i, key in enumerate(("full_string_accuracy", "char_accuracy", "case_insensitive_accuracy")):
+    legend_x = right[0]
+    for key in ("full_string_accuracy", "char_accuracy", "case_insensitive_accuracy"):
         pts = [
             (right[0] + (right[2] - right[0]) * s / max_step, right[3] - e[key] * (right[3] - right[1]))
             for s, e in evals
@@ -111,7 +116,11 @@ def draw_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
             draw.line(pts, fill=COLORS[key], width=2)
         for x, y in pts:
             draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=COLORS[key])
-        draw.text((right[0] + 8, right[1] + 6 + 14 * i), key.replace("_", " "), fill=COLORS[key], font=font)
+        # The legend under the plot, not over the curves.
+        name = key.replace("_accuracy", "").replace("_", "-")
+        draw.rectangle([legend_x, H + 2, legend_x + 14, H + 8], fill=COLORS[key])
+        draw.text((legend_x + 18, H + 5), name, fill=(0, 0, 0), font=font, anchor="lm")
+        legend_x += 18 + font.getlength(name) + 24
     with replacing(out) as tmp:
         img.save(tmp, format="PNG")
     return out
@@ -125,9 +134,9 @@ def draw_comparison(
     if not any(curves):
         raise ValueError("no evaluation records in any of the runs")
     out = Path(out)
-    font = ImageFont.load_default()
+    font = _font(13)
     rows = len(sources)
-    img = Image.new("RGB", (W, H + 14 * rows), "white")
+    img = Image.new("RGB", (W, H + LEGEND_ROW * rows), "white")
     draw = ImageDraw.Draw(img)
     max_step = max(s for evals in curves for s, _ in evals)
     half = W // 2
@@ -137,8 +146,8 @@ def draw_comparison(
     floor = math.floor(min(late) * 20) / 20 if late else 0.0
     floor = min(floor, 0.95)
     panels = [
-        ((PAD, 30, half - 20, H - 30), (0.0, 1.0), 0, f"held-out {title}"),
-        ((half + PAD, 30, W - 20, H - 30), (floor, 1.0), max_step // 2, "second half, zoomed"),
+        ((PAD, 34, half - 20, H - 40), (0.0, 1.0), 0, f"held-out {title}"),
+        ((half + PAD, 34, W - 20, H - 40), (floor, 1.0), max_step // 2, "second half, zoomed"),
     ]
     for box, (lo, hi), first, name in panels:
         span = max_step - first
@@ -159,10 +168,10 @@ def draw_comparison(
             for x, y in pts:
                 draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=color)
     for i, (label, evals, color) in enumerate(zip(labels, curves, SERIES * (1 + rows // len(SERIES)))):
-        y = H + 14 * i - 8
+        y = H + LEGEND_ROW * i
         final = f"{evals[-1][1][key] * 100:.2f}% at step {evals[-1][0]}" if evals else "no evaluations"
-        draw.rectangle([PAD, y + 3, PAD + 18, y + 9], fill=color)
-        draw.text((PAD + 26, y), f"{label}: {final}", fill=(0, 0, 0), font=font)
+        draw.rectangle([PAD, y + 2, PAD + 18, y + 9], fill=color)
+        draw.text((PAD + 26, y + 6), f"{label}: {final}", fill=(0, 0, 0), font=font, anchor="lm")
     with replacing(out) as tmp:
         img.save(tmp, format="PNG")
     return out
