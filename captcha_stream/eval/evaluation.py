@@ -83,13 +83,10 @@ def run_eval(
     labels: list[str],
     codec: Codec,
     device: torch.device,
-    batch_size: int = 256,
-    beam: int = 0,
-    progress: bool = False,
-    lengths: tuple[int, int] | None = None,
-    tta: Sequence[int] = (),
+    **options: Any,
 ) -> Results:
-    decoded = decode_images(model, images, codec, device, batch_size, beam, progress, lengths, tta)
+    """`decode_images` (its keyword `options`: batch_size, beam, progress, lengths, tta), scored against `labels`."""
+    decoded = decode_images(model, images, codec, device, **options)
     return Results(labels=list(labels), preds=[t for t, _ in decoded], confidences=[c for _, c in decoded])
 
 
@@ -178,8 +175,7 @@ def evaluate_checkpoint(
     batch = batch_size or cfg.eval.batch_size
     images, truths = load_all(dataset, batch, progress=progress)
     lengths = cfg.beam_lengths()
-    results = run_eval(
-        model, images, truths, Codec(cfg.data.charset), torch_device, batch, beam, progress, lengths, tta
-    )
+    options = {"batch_size": batch, "beam": beam, "progress": progress, "lengths": lengths, "tta": tta}
+    results = run_eval(model, images, truths, Codec(cfg.data.charset), torch_device, **options)
     paths = [dataset.path(i) for i in range(len(dataset))]
     return Evaluation(results, cfg, state.get("step", "?"), data_dir, paths, describe_decoding(beam, lengths, tta))
