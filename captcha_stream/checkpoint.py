@@ -10,7 +10,9 @@ Loading uses `weights_only=True`: a checkpoint cannot run code.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +72,15 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.exists():
         raise CaptchaStreamError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as exc:
         raise CaptchaStreamError(f"{path}: cannot read checkpoint: {exc.strerror or exc}") from None
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" in str(exc).lower() or _names_code(path):
+            raise CaptchaStreamError(f"{path}: refused: holds code or objects that are not plain data") from None
+        raise CaptchaStreamError(f"{path}: not a readable checkpoint (truncated or corrupted?)") from None
     except Exception as exc:  # noqa: BLE001 - torch.load fails on damaged bytes in many ways (IndexError, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise CaptchaStreamError(
@@ -83,6 +91,25 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if state.get("format") != FORMAT:
         raise CaptchaStreamError(f"{path}: checkpoint format {state.get('format')!r} is not supported (want {FORMAT})")
     return state
+
+
+def _names_code(path: Path) -> bool:
+    """Whether a plain pickle file imports a function or class from outside torch and the standard
+    containers (what a pickle needs to run code); read opcode by opcode, nothing is executed."""
+    import pickletools
+
+    try:
+        data = path.read_bytes()[: 64 * 1024 * 1024]
+        strings: list[str] = []
+        for op, arg, _ in pickletools.genops(data):
+            if isinstance(arg, str):
+                strings.append(arg)
+            name = arg if op.name == "GLOBAL" else " ".join(strings[-2:]) if op.name == "STACK_GLOBAL" else None
+            if name and name.split()[0].split(".")[0] not in ("torch", "collections", "builtins", "_codecs"):
+                return True
+    except Exception:  # noqa: BLE001 - damaged bytes end the scan; they are reported as damaged
+        return False
+    return False
 
 
 def load_weights(path: str | os.PathLike[str], what: str = "weights") -> Any:
@@ -96,8 +123,10 @@ def load_weights(path: str | os.PathLike[str], what: str = "weights") -> Any:
         raise CaptchaStreamError(f"{path}: holds no {what}") from None
 
 
-def load_for_resume(path: str | os.PathLike[str], log: Any = print) -> dict[str, Any]:
-    """Load `path`, falling back to its kept previous version when it is damaged."""
+def load_for_resume(path: str | os.PathLike[str], log: Any = print, set_aside: bool = False) -> dict[str, Any]:
+    """Load `path`, falling back to its kept previous version when it is damaged. `set_aside` (the run
+    that goes on from it) renames the damaged file to NAME.damaged: the next save keeps a copy of
+    `path` as the previous version, and must never copy a file that failed to load over the good one."""
     path = Path(path)
     try:
         return load_checkpoint(path)
@@ -105,8 +134,14 @@ def load_for_resume(path: str | os.PathLike[str], log: Any = print) -> dict[str,
         prev = previous_path(path)
         if not prev.exists():
             raise
-        log(f"warning: {exc}; resuming from the previous checkpoint {prev}")
-        return load_checkpoint(prev)
+        state = load_checkpoint(prev)
+        aside = path.with_name(path.name + ".damaged")
+        moved = ""
+        if set_aside and path.exists():
+            os.replace(path, aside)
+            moved = f" (the damaged file is now {aside.name})"
+        log(f"warning: {exc}; resuming from the previous checkpoint {prev}{moved}")
+        return state
 
 
 def inference_weights(state: dict[str, Any], path: str | os.PathLike[str] = "checkpoint") -> dict[str, Any]:

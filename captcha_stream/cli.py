@@ -167,6 +167,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         raise CaptchaStreamError(f"--confusions: must be >= 0, got {args.confusions}")
     if args.sheet_count < 1:
         raise CaptchaStreamError(f"--sheet-count: must be >= 1, got {args.sheet_count}")
+    if args.samples is not None and args.samples < 0:
+        raise CaptchaStreamError(f"--samples: must be >= 0, got {args.samples}")
     # Checked before the evaluation, not found missing after it.
     for flag, out in (("--sheet", args.sheet), ("--json", args.json)):
         if out and not Path(out).resolve().parent.is_dir():

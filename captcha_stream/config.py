@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import string
 import typing
@@ -26,6 +27,9 @@ DEFAULT_CHARSET = string.digits + string.ascii_uppercase + string.ascii_lowercas
 # exactly what `ImageCaptcha()` would.
 PACKAGE_FONT_SIZES = [42, 50, 56]
 MIN_WIDTH = 40
+MAX_CONFIG_BYTES = 1_000_000
+# Far above any captcha reader; below what a CPU cannot allocate, so a typo gets one line, not an allocator trace.
+MAX_SIDE, MAX_CHANNELS, MAX_HIDDEN = 4096, 4096, 16384
 MIN_HEIGHT = 20
 
 
@@ -71,6 +75,8 @@ class DataConfig:
             raise CaptchaStreamError(f"{where}.width: {self.width} is too small (minimum {MIN_WIDTH})")
         if self.height < MIN_HEIGHT:
             raise CaptchaStreamError(f"{where}.height: {self.height} is too small (minimum {MIN_HEIGHT})")
+        if max(self.width, self.height) > MAX_SIDE:
+            raise CaptchaStreamError(f"{where}: width and height at most {MAX_SIDE}, got {self.width}x{self.height}")
         for font in self.fonts if check_files else []:
             if not os.path.isfile(font):
                 raise CaptchaStreamError(f"{where}.fonts: font file not found: {font}")
@@ -120,6 +126,11 @@ class ModelConfig:
             raise CaptchaStreamError(f"{where}.rnn: must be 'lstm' or 'gru', got {self.rnn!r}")
         if self.rnn_hidden < 1:
             raise CaptchaStreamError(f"{where}.rnn_hidden: must be positive, got {self.rnn_hidden}")
+        if self.rnn_hidden > MAX_HIDDEN or max(self.cnn_channels) > MAX_CHANNELS:
+            raise CaptchaStreamError(
+                f"{where}: rnn_hidden at most {MAX_HIDDEN} and cnn_channels at most {MAX_CHANNELS} each, "
+                f"got {self.rnn_hidden} and {self.cnn_channels}"
+            )
         if self.rnn_layers < 1:
             raise CaptchaStreamError(f"{where}.rnn_layers: must be at least 1, got {self.rnn_layers}")
         if not 0.0 <= self.dropout < 1.0:
@@ -390,16 +401,22 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
         # bool is an int in Python; `steps: true` is still a mistake.
         if isinstance(value, bool) or not isinstance(value, int):
             raise CaptchaStreamError(f"{key}: expected an integer, got {value!r}")
+        if not -(2**63) <= value < 2**63:
+            # Seeds and sizes reach torch as 64-bit integers.
+            raise CaptchaStreamError(f"{key}: {value} is out of range (64-bit integers only)")
         return value
     if hint is float:
         if isinstance(value, str):
             # PyYAML follows YAML 1.1, which reads 1e-3 (no dot) as a string.
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CaptchaStreamError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            # NaN passes every comparison a check could make (and turns grad clipping off silently).
+            raise CaptchaStreamError(f"{key}: must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -433,8 +450,14 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
 def _read_yaml(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise CaptchaStreamError(f"{path}: is a directory, expected a YAML config file")
+    if path.exists() and not path.is_file():
+        raise CaptchaStreamError(f"{path}: is not a regular file, expected a YAML config file")
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise CaptchaStreamError(f"{path}: over {MAX_CONFIG_BYTES // 1000} kB, not a config file")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise CaptchaStreamError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:

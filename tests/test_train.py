@@ -358,7 +358,7 @@ def test_documented_commands_and_checkpoint_alone(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "done: 20 steps" in r.stdout
     with Image.open(tmp_path / "runs" / "smoke" / "curve.png") as curve:  # the learning-curve picture
-        assert curve.size == (900, 330)
+        assert curve.size == (900, 330 + 16)  # the plot and its legend row
     r = run_script("export_fixed_set.py", "--n", "6", "--config", str(SMOKE), "--workers", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     # The checkpoint alone: move it away from its run and config.

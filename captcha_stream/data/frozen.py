@@ -59,6 +59,8 @@ def render_range(
 ) -> dict[int, str]:
     """Render images first..stop-1 into `folder`; returns index -> label."""
     chunks = [(str(folder), seed, a, min(a + CHUNK, stop)) for a in range(first, stop, CHUNK)]
+    # More processes than cores or chunks only cost start-up time and memory.
+    workers = max(1, min(workers, 2 * (os.cpu_count() or 1), len(chunks)))
     labels: dict[int, str] = {}
     bar = tqdm(total=stop - first, desc=f"rendering {folder.name}", unit="img", disable=not progress)
     try:

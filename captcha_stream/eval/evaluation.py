@@ -161,6 +161,8 @@ def evaluate_checkpoint(
     from ..device import pick_device
     from ..reader.build import model_from_checkpoint
 
+    if batch_size is not None and batch_size < 1:
+        raise CaptchaStreamError(f"--batch-size: must be at least 1, got {batch_size}")
     model, cfg, state = model_from_checkpoint(ckpt)
     beam = cfg.eval.beam if beam is None else beam
     if beam < 0:

@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
 from ..atomic import replacing
+from ..errors import CaptchaStreamError
 from .view import _font
 
 W, H, PAD = 900, 330, 56
@@ -32,12 +36,36 @@ COLORS = {
 SERIES = [(0, 0, 0), (230, 159, 0), (86, 180, 233), (0, 158, 115), (213, 94, 0), (0, 114, 178), (204, 121, 167)]
 
 
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def read_records(path: Path, log: Callable[[str], None] = _warn) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl. A last line cut short (power loss, full disk) is dropped with a
+    warning; a damaged line before the end is an error naming it."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            if number == len(lines):
+                log(f"warning: {path}: its last line is cut short; left out")
+                break
+            raise CaptchaStreamError(f"{path}: line {number} is not a JSON record") from None
+        records.append(record)
+    return records
+
+
 def read_metrics(run_dir: Path) -> tuple[list[tuple[int, float]], list[tuple[int, dict[str, float]]]]:
     """(step, loss) and (step, eval metrics) records of a run directory or a metrics.jsonl file."""
     losses, evals = [], []
     path = run_dir if run_dir.is_file() else run_dir / "metrics.jsonl"
-    for line in path.read_text().splitlines() if path.exists() else []:
-        rec = json.loads(line)
+    for rec in read_records(path) if path.exists() else []:
         if "loss" in rec:
             losses.append((rec["step"], rec["loss"]))
         elif "eval" in rec:

@@ -38,6 +38,7 @@ from . import distributed
 from .ema import WeightAverage
 from .hard_examples import hardest
 from .run import (
+    RunLock,
     RunLog,
     StopRequest,
     TrainingStopped,
@@ -136,6 +137,7 @@ class Trainer:
     val_labels: list[str] = field(default_factory=list)
     evals: list[dict[str, float]] = field(default_factory=list)
     autocast: Any = field(default_factory=contextlib.nullcontext)
+    lock: RunLock | None = None
 
     @property
     def main(self) -> bool:
@@ -159,6 +161,15 @@ def _train(
     dinfo: distributed.DistInfo,
 ) -> dict[str, Any]:
     t, ckpt = start(cfg, resume, log if dinfo.is_main else _silent, device, dinfo)
+    try:
+        return _run(t, ckpt, resume, progress)
+    finally:
+        if t.lock is not None:
+            t.lock.__exit__()
+
+
+def _run(t: Trainer, ckpt: dict[str, Any] | None, resume: bool, progress: bool) -> dict[str, Any]:
+    cfg, dinfo = t.cfg, t.dinfo
     if t.main:
         t.val_images, t.val_labels = load_validation(cfg, t.log)
     workers = cfg.train.num_workers if cfg.train.num_workers >= 0 else default_workers()
@@ -166,7 +177,7 @@ def _train(
     use_amp = cfg.train.amp and t.device.type == "cuda" and torch.cuda.is_bf16_supported()
     # bf16 keeps fp32's range, so no loss scaler is needed.
     t.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
-    t.runlog = RunLog(t.run_dir / "metrics.jsonl", t.counters["step"] if resume else None) if t.main else None
+    t.runlog = RunLog(t.run_dir / "metrics.jsonl", t.counters["step"] if resume else None, t.log) if t.main else None
     if ckpt is not None:
         # Restored last, just before the loop: anything above may draw from the global RNG.
         torch.set_rng_state(ckpt["rng_cpu"])
@@ -191,13 +202,29 @@ def start(
     if dinfo.enabled and device.type == "cuda":
         device = torch.device("cuda", dinfo.local_rank)
     run_dir = run_dir_for(cfg)
-    if dinfo.is_main:
-        prepare_run_dir(run_dir, resume)
+    lock = prepare_run_dir(run_dir, resume) if dinfo.is_main else None
+    try:
+        return _start(cfg, resume, log, device, dinfo, run_dir, lock)
+    except BaseException:
+        if lock is not None:
+            lock.__exit__()
+        raise
+
+
+def _start(
+    cfg: Config,
+    resume: bool,
+    log: Callable[[str], None],
+    device: torch.device,
+    dinfo: distributed.DistInfo,
+    run_dir: Path,
+    lock: RunLock | None,
+) -> tuple[Trainer, dict[str, Any] | None]:
     distributed.barrier(dinfo)
     torch.manual_seed(cfg.train.seed)
     ckpt: dict[str, Any] | None = None
     if resume:
-        ckpt = load_for_resume(run_dir / "last.pt", log=log)
+        ckpt = load_for_resume(run_dir / "last.pt", log=log, set_aside=True)
         check_compatible(ckpt, cfg, run_dir / "last.pt")
     model, codec = build_model(cfg)
     model.to(device)

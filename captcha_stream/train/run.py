@@ -16,9 +16,11 @@ from typing import Any
 
 import torch
 
+from ..atomic import replacing
 from ..checkpoint import inference_weights, load_checkpoint, load_for_resume
 from ..config import MODEL_DATA_KEYS, Config, changed_on_resume, from_dict, merge
 from ..errors import CaptchaStreamError
+from ..eval.plot import read_records
 from ..model.crnn import CRNN
 from .ema import WeightAverage
 
@@ -26,13 +28,14 @@ from .ema import WeightAverage
 class RunLog:
     """metrics.jsonl: one JSON object per line, training records and evaluations."""
 
-    def __init__(self, path: Path, resume_step: int | None) -> None:
+    def __init__(self, path: Path, resume_step: int | None, log: Callable[[str], None] = print) -> None:
         self.path = path
         if resume_step is not None and path.exists():
             # Records past the checkpoint were made by the interrupted run; the resumed
-            # run writes them again.
-            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
-            path.write_text("".join(line + "\n" for line in kept))
+            # run writes them again. Replaced whole: a kill during the rewrite keeps the old file.
+            kept = [r for r in read_records(path, log) if r.get("step", 0) <= resume_step]
+            with replacing(path) as tmp:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
         elif resume_step is None:
             path.write_text("")
 
@@ -45,7 +48,8 @@ def run_dir_for(cfg: Config) -> Path:
     return Path(cfg.train.run_dir or f"runs/{cfg.name}")
 
 
-def prepare_run_dir(run_dir: Path, resume: bool) -> None:
+def prepare_run_dir(run_dir: Path, resume: bool) -> RunLock:
+    """Make the run folder ready and take its lock (the caller releases it when the run ends)."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -59,6 +63,17 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
         probe.unlink()
     except OSError as exc:
         raise CaptchaStreamError(f"{run_dir}: run directory is not writable ({exc.strerror})") from None
+    # Before anything below touches the folder: another run may be writing in it.
+    lock = RunLock(run_dir).__enter__()
+    try:
+        _check_run_dir(run_dir, resume)
+    except BaseException:
+        lock.__exit__()
+        raise
+    return lock
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
     if not resume and (run_dir / "last.pt").exists():
         raise CaptchaStreamError(
             f"{run_dir}: holds a run already (last.pt); use --resume to continue it or --run-dir for a new one"
@@ -68,6 +83,41 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
     # A checkpoint write cut off by kill -9 leaves its temporary file; the real ones are intact.
     for tmp in run_dir.glob(".*.pt.tmp-*"):
         tmp.unlink(missing_ok=True)
+
+
+class RunLock:
+    """Holds RUN_DIR/.lock for the run's lifetime (flock: released by the OS when the process dies,
+    however it dies); a second run on the folder gets one line naming the holder's PID."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".lock"
+        self.fh: Any = None
+
+    def __enter__(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock, as before
+            return self
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "?"
+            self.fh.close()
+            raise CaptchaStreamError(
+                f"{self.path.parent}: another training run (PID {holder}) is using this folder; "
+                "wait for it, stop it, or use --run-dir"
+            ) from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(str(os.getpid()))
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fh is not None:
+            self.fh.close()
 
 
 def checkpoint_state(

@@ -1,0 +1,134 @@
+"""Inputs and faults that used to end in a traceback, a hang or a silent accept (each failed before its fix)."""
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from captcha_stream.checkpoint import load_checkpoint, save_checkpoint
+from captcha_stream.errors import CaptchaStreamError
+from captcha_stream.train.loop import train
+from tests.test_train import SMOKE, logged, quiet_train, run_script, smoke
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.weight_decay=.nan", "optim.weight_decay: must be a finite number, got nan"),
+        ("optim.grad_clip=.nan", "optim.grad_clip: must be a finite number, got nan"),
+        ("optim.lr=.inf", "optim.lr: must be a finite number, got inf"),
+        ("train.seed=18446744073709551616", "train.seed: 18446744073709551616 is out of range (64-bit integers only)"),
+        ("model.rnn_hidden=100000000", "model: rnn_hidden at most 16384 and cnn_channels at most 4096 each"),
+        ("data.width=100000", "data: width and height at most 4096, got 100000x32"),
+    ],
+)
+def test_config_values_that_cannot_work_are_one_line(tmp_path, override, message):
+    r = run_script("train.py", "--config", str(SMOKE), "--set", override, cwd=tmp_path)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_a_config_that_is_not_a_small_file_is_refused(tmp_path):
+    r = run_script("train.py", "--config", "/dev/zero", cwd=tmp_path, timeout=60)
+    assert r.returncode == 2 and "/dev/zero: is not a regular file" in r.stderr
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * 1_100_000 + "\n")
+    r = run_script("train.py", "--config", str(big), cwd=tmp_path, timeout=60)
+    assert r.returncode == 2 and "big.yaml: over 1000 kB, not a config file" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--batch-size", "-1"], "--batch-size: must be at least 1, got -1"),
+        (["--samples", "-5"], "--samples: must be >= 0"),
+    ],
+)
+def test_evaluate_counts_are_checked(tmp_path, args, message):
+    r = run_script("evaluate.py", "--checkpoint", "captcha62", "--data", "nowhere", *args, cwd=tmp_path)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_export_with_absurd_workers_is_capped(tmp_path):
+    r = run_script(
+        "export_fixed_set.py", "--config", str(SMOKE), "--n", "4", "--out", "s", "--workers", "100000", cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "s").glob("*.png"))) == 4
+
+
+def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path):
+    cfg = smoke(tmp_path, **{"train.steps": 10, "train.checkpoint_every": 10})
+    quiet_train(cfg)
+    log = tmp_path / "run" / "metrics.jsonl"
+    log.write_text(log.read_text() + '{"step": 11, "loss": 0.')  # power loss mid-write
+    warnings = []
+    cfg.train.steps = 12
+    train(cfg, resume=True, progress=False, log=warnings.append)
+    assert any("its last line is cut short; left out" in w for w in warnings)
+    steps = [r["step"] for r in logged(tmp_path / "run")]
+    assert steps == sorted(steps) and max(steps) == 12
+    from captcha_stream.eval.plot import draw_curve
+
+    log.write_text(log.read_text() + '{"ste')
+    assert draw_curve(tmp_path / "run") is not None  # the plot reads past a torn tail too
+
+
+def test_a_second_run_in_the_same_folder_is_refused_naming_the_holder(tmp_path):
+    import os
+
+    from captcha_stream.train.run import RunLock
+
+    (tmp_path / "run").mkdir()
+    with RunLock(tmp_path / "run"):
+        with pytest.raises(
+            CaptchaStreamError, match=f"another training run \\(PID {os.getpid()}\\) is using this folder"
+        ):
+            quiet_train(smoke(tmp_path, **{"train.steps": 2}))
+    quiet_train(smoke(tmp_path, **{"train.steps": 2}))  # released: the folder is free again
+
+
+def test_resuming_from_the_previous_checkpoint_never_copies_the_damaged_one_over_it(tmp_path):
+    cfg = smoke(tmp_path, **{"train.steps": 4, "train.checkpoint_every": 2})
+    quiet_train(cfg)
+    run = tmp_path / "run"
+    last = run / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])  # truncated: a full disk
+    cfg.train.steps = 8
+    warnings = []
+    __import__("captcha_stream.train.loop", fromlist=["train"]).train(
+        cfg, resume=True, progress=False, log=warnings.append
+    )
+    assert any("the damaged file is now last.pt.damaged" in w for w in warnings)
+    assert (run / "last.pt.damaged").exists()
+    assert load_checkpoint(run / "last.prev.pt")["step"] >= 2  # a good checkpoint, not the damaged bytes
+    assert load_checkpoint(last)["step"] == 8
+
+
+class Exploit:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+@pytest.mark.parametrize("how", ["pickle", "torch.save"])
+def test_a_checkpoint_with_code_in_it_is_refused_in_one_plain_line(tmp_path, capsys, monkeypatch, how):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    if how == "pickle":
+        with open(path, "wb") as fh:
+            pickle.dump({"model": Exploit(), "config": {}}, fh)
+    else:
+        torch.save({"model": Exploit(), "config": {}}, path)
+    with pytest.raises(CaptchaStreamError) as exc:
+        load_checkpoint(path)
+    assert str(exc.value) == f"{path}: refused: holds code or objects that are not plain data"
+    assert not (tmp_path / "pwned.txt").exists()
+    assert capsys.readouterr().err == ""
+    (tmp_path / "garbage.pt").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(CaptchaStreamError, match="garbage.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "garbage.pt")
+    save_checkpoint({"model": {"w": torch.zeros(1)}, "config": {}}, tmp_path / "ok.pt")
+    assert json.dumps(load_checkpoint(tmp_path / "ok.pt")["config"]) == "{}"
