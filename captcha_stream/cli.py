@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +41,11 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
             raise
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:
+        # The reader of our output left (`predict ... | head -1`): not an error of ours. Point stdout
+        # at nothing so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     sys.exit(code or 0)
 
 
@@ -285,7 +291,10 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         raise CaptchaStreamError(f"--batch-size: must be at least 1, got {args.batch_size}")
     if args.beam < 0:
         raise CaptchaStreamError(f"--beam: must be >= 0, got {args.beam}")
-    reader = Recognizer.from_checkpoint(find_checkpoint(args.checkpoint), device=args.device, backend=args.backend)
+    from .device import pick_device
+
+    device = pick_device(args.device, "--device")
+    reader = Recognizer.from_checkpoint(find_checkpoint(args.checkpoint), device=device, backend=args.backend)
     tta = None if args.tta is None else parse_tta(args.tta)
     if tta is not None:
         check_tta(tta, reader.cfg.data, "--tta")

@@ -209,8 +209,7 @@ class TrainConfig:
             raise CaptchaStreamError(f"{where}.num_workers: must be -1 (auto) or >= 0, got {self.num_workers}")
         if self.seed < 0:
             raise CaptchaStreamError(f"{where}.seed: must be >= 0, got {self.seed}")
-        if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
-            raise CaptchaStreamError(f"{where}.device: must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        check_device_name(self.device, f"{where}.device")
         if not 0.0 <= self.ema_decay < 1.0:
             raise CaptchaStreamError(f"{where}.ema_decay: must be in [0, 1) (0 = off), got {self.ema_decay}")
         if not self.focus_weight > 0.0:
@@ -279,6 +278,14 @@ class EvalConfig:
                 f"{where}.val_dir: must differ from {where}.test_dir ({self.test_dir}), "
                 "or best.pt would be chosen on the test set"
             )
+
+
+def check_device_name(name: str, where: str) -> None:
+    """auto, cpu, cuda, cuda:N, mps (or mps:0): every command's device names pass this one check."""
+    kind, colon, index = name.partition(":")
+    if name == "auto" or (kind in ("cpu", "cuda", "mps") and (not colon or index.isdigit())):
+        return
+    raise CaptchaStreamError(f"{where}: must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
 
 
 @dataclass

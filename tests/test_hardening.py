@@ -132,3 +132,73 @@ def test_a_checkpoint_with_code_in_it_is_refused_in_one_plain_line(tmp_path, cap
         load_checkpoint(tmp_path / "garbage.pt")
     save_checkpoint({"model": {"w": torch.zeros(1)}, "config": {}}, tmp_path / "ok.pt")
     assert json.dumps(load_checkpoint(tmp_path / "ok.pt")["config"]) == "{}"
+
+
+@pytest.mark.parametrize("name", ["bogus", "cpu:x", "cuda:-1", "mps:0", "cuda", "gpu"])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "train"])
+def test_device_names_are_one_line_in_every_command(tmp_path, command, name):
+    if torch.cuda.is_available() and name == "cuda":
+        pytest.skip("this machine has a GPU")
+    script, args = {
+        "evaluate": ("evaluate.py", ["--checkpoint", "captcha62", "--data", "nowhere"]),
+        "predict": ("-m captcha_stream predict", ["--checkpoint", "captcha62", "x.png"]),
+        "train": ("train.py", ["--config", str(SMOKE)]),
+    }[command]
+    if command == "predict":
+        import subprocess
+        import sys
+
+        r = subprocess.run(
+            [sys.executable, "-m", "captcha_stream", "predict", *args, "--device", name],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+    else:
+        r = run_script(script, *args, "--device", name, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and repr(name) in err, err
+
+
+def test_broken_pipe_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    from captcha_stream.config import DataConfig
+    from captcha_stream.data.render import Renderer
+
+    for i in range(3):
+        Renderer(DataConfig(), seed=i).sample()[0].save(tmp_path / f"{i}.png")
+    cmd = f"{sys.executable} -m captcha_stream predict --checkpoint captcha62 0.png 1.png 2.png | head -c 1"
+    r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, cwd=tmp_path)
+    assert "BrokenPipeError" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_fifo_is_not_read_as_an_image(tmp_path):
+    import os
+
+    from captcha_stream.data.images import load_image
+
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(CaptchaStreamError, match="pipe.png: not a regular file"):
+        load_image(tmp_path / "pipe.png")
+
+
+def test_torchrun_variables_that_make_no_sense_are_one_line(tmp_path, monkeypatch):
+    from captcha_stream.train import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(CaptchaStreamError, match="WORLD_SIZE=2 but RANK is not set"):
+        distributed.setup("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(CaptchaStreamError, match="WORLD_SIZE='two': expected an integer"):
+        distributed.setup("cpu")
+
+
+def test_export_never_replaces_the_folder_it_stands_in(tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    r = run_script("export_fixed_set.py", "--config", str(SMOKE), "--n", "2", "--out", ".", "--force", cwd=tmp_path)
+    assert r.returncode == 2 and "is the current folder or holds it" in r.stderr
+    assert (tmp_path / "keep.txt").read_text() == "mine"

@@ -216,6 +216,10 @@ def _prepare_out(out: Path, n: int, seed: int) -> dict[str, Any] | None:
         raise CaptchaStreamError(f"--seed: must be >= 0, got {seed}")
     if out.exists() and not out.is_dir():
         raise CaptchaStreamError(f"{out}: exists and is not a folder")
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        # A set is swapped in whole, replacing its folder: never the folder this process stands in.
+        raise CaptchaStreamError(f"{out}: is the current folder or holds it; export into a folder of its own")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

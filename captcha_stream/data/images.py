@@ -21,6 +21,9 @@ from ..errors import CaptchaStreamError
 
 def load_image(path: Path) -> Image.Image:
     """Open and fully decode an image; every failure becomes one line naming the file."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        # A FIFO or a device would block or never end.
+        raise CaptchaStreamError(f"{path}: not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

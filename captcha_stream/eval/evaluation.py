@@ -163,6 +163,7 @@ def evaluate_checkpoint(
 
     if batch_size is not None and batch_size < 1:
         raise CaptchaStreamError(f"--batch-size: must be at least 1, got {batch_size}")
+    torch_device = pick_device(device, "--device")
     model, cfg, state = model_from_checkpoint(ckpt)
     beam = cfg.eval.beam if beam is None else beam
     if beam < 0:
@@ -172,7 +173,6 @@ def evaluate_checkpoint(
     check_tta(tta, cfg.data, "--tta")
     data_dir = Path(data) if data else ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed)
     dataset = FolderDataset(data_dir, cfg.data, labels)
-    torch_device = pick_device(device)
     model.to(torch_device)
     batch = batch_size or cfg.eval.batch_size
     images, truths = load_all(dataset, batch, progress=progress)

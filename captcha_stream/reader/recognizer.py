@@ -79,8 +79,10 @@ class Recognizer:
     """
 
     def __init__(self, model: Any, cfg: Config, device: str | torch.device = "cpu", backend: str = "torch") -> None:
+        from ..device import pick_device
+
         self.backend = backend
-        self.device = torch.device(device)
+        self.device = device if isinstance(device, torch.device) else pick_device(str(device), "device")
         self.model = model.to(self.device).eval() if backend == "torch" else model
         self.cfg = cfg
         self.codec = Codec(cfg.data.charset)

@@ -31,12 +31,22 @@ class DistInfo:
         return self.world_size > 1
 
 
+def _env_int(name: str, default: str) -> int:
+    value = os.environ.get(name, default)
+    try:
+        return int(value)
+    except ValueError:
+        raise CaptchaStreamError(f"{name}={value!r}: expected an integer (torchrun sets it)") from None
+
+
 def setup(device_type: str) -> DistInfo:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK...), if any."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _env_int("WORLD_SIZE", "1")
     if world <= 1:
         return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if "RANK" not in os.environ:
+        raise CaptchaStreamError(f"WORLD_SIZE={world} but RANK is not set: start several processes with torchrun")
+    info = DistInfo(_env_int("RANK", "0"), world, _env_int("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":

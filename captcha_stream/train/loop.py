@@ -234,6 +234,7 @@ def _start(
     t = Trainer(
         cfg, log, device, dinfo, run_dir, model, codec, optimizer, make_scheduler(optimizer, cfg), scale, counters
     )
+    t.lock = lock
     if ckpt is not None:
         restore(t, ckpt)
     elif cfg.train.init_from:

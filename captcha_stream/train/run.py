@@ -117,7 +117,11 @@ class RunLock:
 
     def __exit__(self, *exc: Any) -> None:
         if self.fh is not None:
+            # Removed while still held, so a finished run leaves its folder as it was; after a crash
+            # the file stays, unlocked, and the next run takes it.
+            self.path.unlink(missing_ok=True)
             self.fh.close()
+            self.fh = None
 
 
 def checkpoint_state(
