@@ -61,6 +61,9 @@ def test_paths_pil_arrays_bytes_and_file_objects_read_alike(reader, captcha, tmp
     assert [p.text for p in preds] == [label] * len(items)
     assert all(p.error is None for p in preds)
     assert reader.predict(data)[0].text == label  # one item alone, not a sequence of bytes
+    assert reader.predict(tmp_path / "c.png")[0].text == label  # a Path alone too
+    with pytest.raises(CaptchaStreamError, match="errors: must be 'keep' or 'raise'"):
+        reader.predict([image], errors="ignore")
 
 
 def test_a_bad_item_gets_an_error_and_the_rest_are_read(reader, captcha):

@@ -129,15 +129,22 @@ class Recognizer:
         tta: Sequence[int] | None = None,
         errors: str = "keep",
     ) -> list[Prediction]:
-        """Text and confidence for each image (PIL image, path or array; any mode or size).
+        """Text and confidence for each image (path, PIL image, array, encoded bytes or a binary file
+        object; any mode or size), or one such image alone.
 
         `tta` offsets (pixels, e.g. [2, 4]) also read each image moved that far left and right
-        (`captcha_stream.tta`); None takes the checkpoint config's `eval.tta`.
+        (`captcha_stream.reader.tta`); None takes the checkpoint config's `eval.tta`. An image that
+        cannot be read gets `Prediction("", 0.0, error)` and the rest are read (`errors="keep"`), or
+        raises CaptchaStreamError (`errors="raise"`).
         """
+        if errors not in ("keep", "raise"):
+            raise CaptchaStreamError(f"errors: must be 'keep' or 'raise', got {errors!r}")
         tta = self.cfg.eval.tta if tta is None else tta
         check_tta(tta, self.cfg.data, "tta")
         lengths = self.cfg.beam_lengths()
-        single = isinstance(images, (Image.Image, np.ndarray, str, bytes, bytearray)) or hasattr(images, "read")
+        single = isinstance(images, (Image.Image, np.ndarray, str, os.PathLike, bytes, bytearray)) or hasattr(
+            images, "read"
+        )
         items: Sequence[ImageLike] = [images] if single else list(images)  # type: ignore[list-item]
         out: list[Prediction] = []
         for start in range(0, len(items), batch_size):
