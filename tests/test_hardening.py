@@ -202,3 +202,71 @@ def test_export_never_replaces_the_folder_it_stands_in(tmp_path):
     r = run_script("export_fixed_set.py", "--config", str(SMOKE), "--n", "2", "--out", ".", "--force", cwd=tmp_path)
     assert r.returncode == 2 and "is the current folder or holds it" in r.stderr
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    from captcha_stream.reader.onnx import export_onnx
+    from captcha_stream.reader.pretrained import pretrained_path
+
+    out = tmp_path_factory.mktemp("onnx") / "m.onnx"
+    return export_onnx(pretrained_path("captcha62-160x60"), out)
+
+
+def _copy_without_metadata(src, dst, **change):
+    import onnx
+
+    proto = onnx.load(str(src))
+    del proto.metadata_props[:]
+    for old, new in change.items():
+        for node in proto.graph.node:
+            node.output[:] = [new if o == old else o for o in node.output]
+        for out in proto.graph.output:
+            if out.name == old:
+                out.name = new
+    onnx.save(proto, str(dst))
+    return dst
+
+
+@pytest.mark.parametrize(
+    "sidecar, message",
+    [
+        ("{not json", "m2.onnx.json: not valid JSON"),
+        ('{"input": "images"}', "m2.onnx.json: holds no captcha_stream config"),
+        ('{"config": {"data": {"charset": 5}}}', "m2.onnx.json: data.charset: expected a string"),
+    ],
+)
+def test_broken_onnx_sidecars_are_one_line(exported, tmp_path, sidecar, message):
+    from captcha_stream.reader.onnx import OnnxModel
+
+    bare = _copy_without_metadata(exported, tmp_path / "m2.onnx")
+    (tmp_path / "m2.onnx.json").write_text(sidecar)
+    with pytest.raises(CaptchaStreamError, match=message):
+        OnnxModel(bare)
+
+
+def test_onnx_outputs_and_classes_must_be_what_the_reader_expects(exported, tmp_path):
+    import json as _json
+
+    from captcha_stream.reader.onnx import OnnxModel
+
+    sidecar = _json.loads((exported.parent / "m.onnx.json").read_text())
+    renamed = _copy_without_metadata(exported, tmp_path / "r.onnx", log_probs="scores")
+    (tmp_path / "r.onnx.json").write_text(_json.dumps(sidecar))
+    with pytest.raises(CaptchaStreamError, match="expects input 'images' and output 'log_probs'"):
+        OnnxModel(renamed)
+    other = _copy_without_metadata(exported, tmp_path / "c.onnx")
+    sidecar["config"]["data"]["charset"] = "0123456789"
+    sidecar["config"]["train"]["focus_symbols"] = ""
+    (tmp_path / "c.onnx.json").write_text(_json.dumps(sidecar))
+    with pytest.raises(CaptchaStreamError, match="the graph has 63 classes, its config's charset makes 11"):
+        OnnxModel(other)
+
+
+def test_an_opset_torch_cannot_export_is_one_line(tmp_path):
+    pytest.importorskip("onnx")
+    from captcha_stream.reader.onnx import export_onnx
+
+    with pytest.raises(CaptchaStreamError, match="--opset: must be 7..[0-9]+, got 999"):
+        export_onnx("captcha62", tmp_path / "x.onnx", opset=999)

@@ -41,6 +41,10 @@ def export_onnx(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
     from .build import model_from_checkpoint
 
     onnx = _require("onnx")
+    # torch's exporter knows opsets 7 to its own newest; out of range it fails deep inside.
+    newest = getattr(getattr(torch.onnx, "_constants", None), "ONNX_MAX_OPSET", 20)
+    if not 7 <= opset <= newest:
+        raise CaptchaStreamError(f"--opset: must be 7..{newest}, got {opset}")
     model, cfg, state = model_from_checkpoint(checkpoint)
     refused = stages.not_for_onnx(state)
     if refused:
@@ -87,15 +91,44 @@ class OnnxModel:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise CaptchaStreamError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:100]})") from None
+        self.cfg: Config = self._config(path)
+        outputs = [o.name for o in self.session.get_outputs()]
+        inputs = [i.name for i in self.session.get_inputs()]
+        if outputs[:1] != ["log_probs"] or inputs[:1] != ["images"]:
+            raise CaptchaStreamError(
+                f"{path}: expects input 'images' and output 'log_probs' (captcha-stream export-onnx), "
+                f"has {inputs} and {outputs}"
+            )
+        classes = self.session.get_outputs()[0].shape[-1]
+        want = len(self.cfg.data.charset) + 1  # the charset and the CTC blank
+        if isinstance(classes, int) and classes != want:
+            # Otherwise every reading is decoded with the wrong symbols, silently.
+            raise CaptchaStreamError(
+                f"{path}: the graph has {classes} classes, its config's charset makes {want} (with the blank)"
+            )
+
+    def _config(self, path: Path) -> Config:
+        """The config inside the model's metadata, else in its JSON sidecar; any fault is one line."""
         meta = self.session.get_modelmeta().custom_metadata_map
-        if META_KEY in meta:
-            config = json.loads(meta[META_KEY])
-        else:
+        where, text, sidecar_form = f"{path} metadata {META_KEY}", meta.get(META_KEY), False
+        if text is None:
             sidecar = path.with_name(path.name + ".json")
             if not sidecar.is_file():
                 raise CaptchaStreamError(f"{path}: no captcha_stream config in the model and no {sidecar.name}")
-            config = json.loads(sidecar.read_text())["config"]
-        self.cfg: Config = config_from_dict(config)
+            where, text, sidecar_form = str(sidecar), sidecar.read_text(encoding="utf-8", errors="replace"), True
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise CaptchaStreamError(f"{where}: not valid JSON") from None
+        if not isinstance(data, dict):
+            raise CaptchaStreamError(f"{where}: expected a JSON object")
+        config = data.get("config") if sidecar_form else data  # the sidecar wraps it: {"config": ..., "input": ...}
+        if not isinstance(config, dict) or "data" not in config:
+            raise CaptchaStreamError(f"{where}: holds no captcha_stream config (no 'config' with a 'data' section)")
+        try:
+            return config_from_dict(config)
+        except CaptchaStreamError as exc:
+            raise CaptchaStreamError(f"{where}: {exc}") from None
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.session.run(["log_probs"], {"images": np.ascontiguousarray(images, dtype=np.uint8)})[0]
