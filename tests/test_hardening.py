@@ -270,3 +270,40 @@ def test_an_opset_torch_cannot_export_is_one_line(tmp_path):
 
     with pytest.raises(CaptchaStreamError, match="--opset: must be 7..[0-9]+, got 999"):
         export_onnx("captcha62", tmp_path / "x.onnx", opset=999)
+
+
+def _folder_with(tmp_path, csv_bytes):
+    from PIL import Image
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for name in ("000000.png", "000001.png"):
+        Image.new("L", (64, 32), 255).save(folder / name)
+    (folder / "labels.csv").write_bytes(csv_bytes)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"filename,label\n../secret.png,12\n", "labels.csv:2: ../secret.png is outside the image folder"),
+        (b"filename,label\n/etc/passwd,12\n", "labels.csv:2: /etc/passwd is outside the image folder"),
+        (b"filename,label\n000000.png,12\n./000000.png,34\n", "labels.csv:3: duplicate filename 000000.png"),
+        (b"filename,label\n000000.png," + b"1" * 200_000 + b"\n", "labels.csv: not a labels CSV"),
+    ],
+)
+def test_labels_csv_faults_are_one_line(tmp_path, content, message):
+    from captcha_stream.config import load_config
+    from captcha_stream.data.folder import FolderDataset
+
+    folder = _folder_with(tmp_path, content)
+    with pytest.raises(CaptchaStreamError, match=message):
+        FolderDataset(folder, load_config(SMOKE).data)
+
+
+def test_a_labels_csv_from_excel_reads(tmp_path):
+    from captcha_stream.config import load_config
+    from captcha_stream.data.folder import FolderDataset
+
+    folder = _folder_with(tmp_path, "\ufefffilename,label\n000000.png,12\n000001.png,345\n".encode())
+    assert [label for _, label in FolderDataset(folder, load_config(SMOKE).data).rows] == ["12", "345"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import torch
 from torch.utils.data import Dataset
@@ -47,10 +47,13 @@ def find_labels(root: Path, labels: str | os.PathLike[str] | None = None) -> Pat
 def read_labels(path: Path, codec: Codec | None = None) -> list[tuple[str, str]]:
     """Rows `(filename, label)` of a labels CSV, checked; errors name the file and line."""
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        # utf-8-sig: Excel writes a byte-order mark, which would otherwise stick to the first file name.
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
     except UnicodeDecodeError:
         raise CaptchaStreamError(f"{path}: not a UTF-8 text CSV") from None
+    except csv.Error as exc:
+        raise CaptchaStreamError(f"{path}: not a labels CSV ({exc})") from None
     except OSError as exc:
         raise CaptchaStreamError(f"{path}: cannot read labels: {exc.strerror}") from None
     out: list[tuple[str, str]] = []
@@ -67,6 +70,11 @@ def read_labels(path: Path, codec: Codec | None = None) -> list[tuple[str, str]]
         name, label = row[0].strip(), row[1]
         if not name:
             raise CaptchaStreamError(f"{path}:{lineno}: empty filename")
+        # One spelling per file (./a.png is a.png), and never a file outside the folder.
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        if PurePosixPath(name).is_absolute() or ".." in parts or name.startswith(("/", "\\")):
+            raise CaptchaStreamError(f"{path}:{lineno}: {name} is outside the image folder")
+        name = str(PurePosixPath(*[part for part in parts if part != "."])) if parts else name
         if not label:
             raise CaptchaStreamError(f"{path}:{lineno}: empty label for {name}")
         if label != label.strip():
