@@ -7,6 +7,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import CaptchaStreamError
+
 
 @contextlib.contextmanager
 def replacing(out: str | os.PathLike[str]) -> Iterator[Path]:
@@ -24,3 +26,22 @@ def replacing(out: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_writable(out: str | os.PathLike[str], flag: str) -> Path:
+    """Refuse, before any work, an output path whose file could not be written at the end: a
+    directory, a missing folder, a folder that does not take files (read-only, or root on a
+    read-only mount: tried, not asked, since access checks pass for root)."""
+    out = Path(out)
+    if out.is_dir():
+        raise CaptchaStreamError(f"{flag}: {out} is a directory, expected a file name")
+    folder = out.resolve().parent
+    if not folder.is_dir():
+        raise CaptchaStreamError(f"{flag}: folder {out.parent} does not exist")
+    probe = folder / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CaptchaStreamError(f"{flag}: cannot write in {out.parent} ({exc.strerror})") from None
+    return out

@@ -175,11 +175,15 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         raise CaptchaStreamError(f"--sheet-count: must be >= 1, got {args.sheet_count}")
     if args.samples is not None and args.samples < 0:
         raise CaptchaStreamError(f"--samples: must be >= 0, got {args.samples}")
-    # Checked before the evaluation, not found missing after it.
-    for flag, out in (("--sheet", args.sheet), ("--json", args.json)):
-        if out and not Path(out).resolve().parent.is_dir():
-            raise CaptchaStreamError(f"{flag}: folder {Path(out).parent} does not exist")
+    from .atomic import check_writable
+
     ckpt = find_checkpoint(args.checkpoint)
+    # Checked before the evaluation, not found unwritable after it.
+    for flag, out in (("--sheet", args.sheet), ("--json", args.json), ("--view-out", args.view_out)):
+        if out:
+            check_writable(out, flag)
+    if args.view and not args.view_out:
+        check_writable(default_view(ckpt, Path(args.data or "test")), "--view (beside the checkpoint; --view-out)")
     ev = evaluate_checkpoint(
         ckpt,
         data=args.data,
@@ -320,8 +324,11 @@ def export_onnx_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the .onnx file to write (plus OUT.json beside it)")
     parser.add_argument("--opset", type=int, default=17)
     args = parser.parse_args(argv)
+    from .atomic import check_writable
     from .reader.onnx import export_onnx
 
+    check_writable(args.out, "--out")
+    check_writable(args.out + ".json", "--out")
     out = export_onnx(find_checkpoint(args.checkpoint), args.out, args.opset)
     print(f"wrote {out} and {out.name}.json")
     return 0
@@ -352,6 +359,10 @@ def plot_main(argv: Sequence[str] | None = None) -> int:
             raise CaptchaStreamError(f"{path}: no metrics.jsonl (not a run directory or metrics file?)")
         labels.append(label or (src.parent.name if src.is_file() and src.name == "metrics.jsonl" else src.stem))
         paths.append(src)
+    if args.out:
+        from .atomic import check_writable
+
+        check_writable(args.out, "--out")
     if len(paths) == 1 and paths[0].is_dir():
         out = draw_curve(paths[0], args.out)
         if out is None:

@@ -307,3 +307,30 @@ def test_a_labels_csv_from_excel_reads(tmp_path):
 
     folder = _folder_with(tmp_path, "\ufefffilename,label\n000000.png,12\n000001.png,345\n".encode())
     assert [label for _, label in FolderDataset(folder, load_config(SMOKE).data).rows] == ["12", "345"]
+
+
+@pytest.mark.parametrize(
+    "command, args, message",
+    [
+        ("evaluate", ["--json", "adir"], "--json: adir is a directory, expected a file name"),
+        ("evaluate", ["--view", "--view-out", "missing/v.html"], "--view-out: folder missing does not exist"),
+        ("evaluate", ["--sheet", "adir"], "--sheet: adir is a directory"),
+        ("export-onnx", ["--out", "adir"], "--out: adir is a directory"),
+        ("export-onnx", ["--out", "missing/m.onnx"], "--out: folder missing does not exist"),
+        ("plot", ["run", "--out", "missing/c.png"], "--out: folder missing does not exist"),
+    ],
+)
+def test_output_paths_are_checked_before_the_work(tmp_path, command, args, message):
+    import subprocess
+    import sys
+
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
+    extra = ["--checkpoint", "captcha62", "--data", "nowhere"] if command == "evaluate" else []
+    extra = ["--checkpoint", "captcha62"] if command == "export-onnx" else extra
+    r = subprocess.run(
+        [sys.executable, "-m", "captcha_stream", command, *extra, *args], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert r.returncode == 2 and r.stderr.strip() == f"error: {message}" or message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
