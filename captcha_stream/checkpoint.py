@@ -46,6 +46,10 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str], keep_pr
             os.close(dir_fd)
     except OSError as exc:
         raise CaptchaStreamError(f"{path}: cannot write checkpoint: {exc.strerror or exc}") from None
+    except RuntimeError as exc:
+        # torch.save reports a short write (a full disk) as RuntimeError("... unexpected pos ...").
+        first = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else "RuntimeError"
+        raise CaptchaStreamError(f"{path}: cannot write checkpoint (disk full?): {first}") from None
     return path
 
 

@@ -334,3 +334,32 @@ def test_output_paths_are_checked_before_the_work(tmp_path, command, args, messa
     )
     assert r.returncode == 2 and r.stderr.strip() == f"error: {message}" or message in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    import captcha_stream.checkpoint as checkpoint
+    import captcha_stream.train.loop as loop
+
+    cfg = smoke(tmp_path, **{"train.steps": 4, "train.checkpoint_every": 2, "train.eval_every": 2})
+    real_save = torch.save
+    saves = []
+
+    def filling(obj, fh, *a, **kw):
+        saves.append(1)
+        if len(saves) > 2:  # best.pt and last.pt at step 2 fit; the disk is full after that
+            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+        return real_save(obj, fh, *a, **kw)
+
+    def no_curve(run_dir):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", filling)
+    monkeypatch.setattr(loop, "draw_curve", no_curve)
+    warnings = []
+    with pytest.raises(CaptchaStreamError, match="cannot write checkpoint \\(disk full\\?\\): .*unexpected pos"):
+        train(cfg, progress=False, log=warnings.append)
+    assert any("curve.png: not drawn (No space left on device)" in w for w in warnings)
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2  # the last good one

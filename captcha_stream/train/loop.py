@@ -311,7 +311,12 @@ def validate(t: Trainer) -> None:
         save_checkpoint({**t.state(), "read_with": read_with}, t.run_dir / "best.pt", keep_previous=False)
         if read_with == "model" and ema is not None:
             t.log(f"step {step}: best.pt keeps the raw weights ({accuracy:.2%}, ahead of the average)")
-    draw_curve(t.run_dir)
+    try:
+        draw_curve(t.run_dir)
+    except OSError as exc:
+        # The curve is a convenience: a failed picture never stops a run (a full disk stops it
+        # at the next checkpoint, with the last good one kept).
+        t.log(f"warning: {t.run_dir / 'curve.png'}: not drawn ({exc.strerror or exc})")
 
 
 def log_first_batch(t: Trainer, labels: list[str]) -> None:

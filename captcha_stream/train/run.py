@@ -40,8 +40,11 @@ class RunLog:
             path.write_text("")
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise CaptchaStreamError(f"{self.path}: cannot write ({exc.strerror or exc}; disk full?)") from None
 
 
 def run_dir_for(cfg: Config) -> Path:
