@@ -363,3 +363,15 @@ def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_last_good_checkpoint
     assert any("curve.png: not drawn (No space left on device)" in w for w in warnings)
     monkeypatch.setattr(checkpoint.torch, "save", real_save)
     assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2  # the last good one
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_font_that_cannot_load_is_one_line_whatever_the_workers(tmp_path, workers):
+    (tmp_path / "bad.ttf").write_text("not a font")
+    (tmp_path / "c.yaml").write_text(f"data:\n  fonts: [{tmp_path / 'bad.ttf'}]\n")
+    r = run_script(
+        "export_fixed_set.py", "--config", "c.yaml", "--n", "64", "--out", "s", "--workers", workers, cwd=tmp_path
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == f"error: {tmp_path / 'bad.ttf'}: cannot load font: unknown file format"
+    assert not (tmp_path / "s").exists()

@@ -17,6 +17,7 @@ import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ def render_range(
     chunks = [(str(folder), seed, a, min(a + CHUNK, stop)) for a in range(first, stop, CHUNK)]
     # More processes than cores or chunks only cost start-up time and memory.
     workers = max(1, min(workers, 2 * (os.cpu_count() or 1), len(chunks)))
+    # Everything a worker needs (the fonts above all) is checked here first: a worker's failure
+    # would reach the user as a broken pool, not as its cause.
+    Renderer(data)
     labels: dict[int, str] = {}
     bar = tqdm(total=stop - first, desc=f"rendering {folder.name}", unit="img", disable=not progress)
     try:
@@ -72,9 +76,15 @@ def render_range(
                 bar.update(len(done))
         else:
             with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(data,)) as pool:
-                for done in pool.map(_render_range, chunks):
-                    labels.update(done)
-                    bar.update(len(done))
+                try:
+                    for done in pool.map(_render_range, chunks):
+                        labels.update(done)
+                        bar.update(len(done))
+                except BrokenProcessPool:
+                    raise CaptchaStreamError(
+                        f"{folder}: a rendering process died (out of memory, or killed); run again, "
+                        "with fewer --workers if it recurs"
+                    ) from None
     finally:
         bar.close()
     return labels

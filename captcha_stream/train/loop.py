@@ -27,6 +27,7 @@ from ..checkpoint import inference_weights, load_checkpoint, load_for_resume, sa
 from ..config import Config
 from ..data.folder import FolderDataset
 from ..data.frozen import ensure_set
+from ..data.render import Renderer
 from ..data.stream import CaptchaStream, CtcCollate, FolderStream, IndexedStream
 from ..device import default_workers, pick_device
 from ..errors import CaptchaStreamError
@@ -78,6 +79,8 @@ def make_loader(cfg: Config, codec: Codec, start_batch: int, workers: int, pin: 
             folder, seed=cfg.train.seed, start=start, block_size=block, rank=rank, augment=cfg.data.augment
         )
     else:
+        # Checked here, in the trainer: a font a worker cannot load would end as a DataLoader traceback.
+        Renderer(cfg.data)
         stream = CaptchaStream(
             cfg.data, seed=cfg.train.seed, start=start, block_size=block, rank=rank, symbol_weights=cfg.symbol_weights()
         )
