@@ -375,3 +375,54 @@ def test_a_font_that_cannot_load_is_one_line_whatever_the_workers(tmp_path, work
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip() == f"error: {tmp_path / 'bad.ttf'}: cannot load font: unknown file format"
     assert not (tmp_path / "s").exists()
+
+
+def test_killing_an_export_leaves_no_rendering_processes_behind(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parents[1] / "export_fixed_set.py"), "--n", "20000",
+         "--out", "big", "--workers", "2"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def children():
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == proc.pid:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                pass
+        return found
+
+    for _ in range(200):  # wait for the pool
+        workers = children()
+        if len(workers) >= 2:
+            break
+        time.sleep(0.1)
+    assert workers, "the export started no worker processes"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    alive = workers
+    while alive and time.time() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in workers if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)]
+    assert not alive, f"workers {alive} outlived the killed export"
+
+
+def _state(pid):
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"

@@ -39,9 +39,33 @@ def file_name(index: int) -> str:
     return f"{index:06d}.png"
 
 
-def _init_worker(data: DataConfig) -> None:
+def _init_worker(data: DataConfig, parent: int | None = None) -> None:
     global _worker_renderer
+    if parent is not None:
+        _die_with(parent)
     _worker_renderer = Renderer(data)
+
+
+def _die_with(parent: int) -> None:
+    """End this pool worker when the exporting process is gone, however it went (kill -9 included):
+    the kernel's parent-death signal on Linux, and a watch on the parent elsewhere."""
+    import signal
+    import threading
+    import time
+
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _render_range(args: tuple[str, int, int, int]) -> list[tuple[int, str]]:
@@ -75,7 +99,8 @@ def render_range(
                 labels.update(done)
                 bar.update(len(done))
         else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(data,)) as pool:
+            pool_args = (data, os.getpid())
+            with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=pool_args) as pool:
                 try:
                     for done in pool.map(_render_range, chunks):
                         labels.update(done)
