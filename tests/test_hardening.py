@@ -426,3 +426,34 @@ def _state(pid):
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_logged_losses_after_a_sigterm_resume_match_the_uninterrupted_run(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import captcha_stream.train.loop as loop
+    from captcha_stream.train.run import TrainingStopped
+    from tests.test_train import losses
+
+    # Log windows of 7 steps, and a SIGTERM at step 10: inside a window, whose losses the resumed
+    # run must carry on for its record at step 14 to be the uninterrupted run's.
+    overrides = {"train.steps": 30, "train.log_every": 7, "train.eval_every": 1000, "train.checkpoint_every": 1000}
+    real_step = loop.take_step
+
+    def stop_at_ten(t, batch):
+        taken = real_step(t, batch)
+        if t.counters["step"] == 10:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return taken
+
+    monkeypatch.setattr(loop, "take_step", stop_at_ten)
+    a = smoke(tmp_path, **{**overrides, "train.run_dir": str(tmp_path / "a")})
+    with pytest.raises(TrainingStopped, match="stopped by SIGTERM at step 10"):
+        train(a, progress=False, log=lambda s: None)
+    monkeypatch.setattr(loop, "take_step", real_step)
+    train(a, resume=True, progress=False, log=lambda s: None)
+    b = smoke(tmp_path, **{**overrides, "train.run_dir": str(tmp_path / "b")})
+    train(b, progress=False, log=lambda s: None)
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    assert sorted(losses(tmp_path / "a")) == [7, 14, 21, 28, 30]

@@ -141,6 +141,9 @@ class Trainer:
     evals: list[dict[str, float]] = field(default_factory=list)
     autocast: Any = field(default_factory=contextlib.nullcontext)
     lock: RunLock | None = None
+    # The logging window in progress; saved in checkpoints, so a run stopped between two log records
+    # (SIGTERM, Ctrl-C) logs, once resumed, the same mean loss as a run that never stopped.
+    window: Any = None
 
     @property
     def main(self) -> bool:
@@ -152,7 +155,10 @@ class Trainer:
 
     def state(self) -> dict[str, Any]:
         counters = {**self.counters, "lr_scale": self.lr_scale}
-        return checkpoint_state(self.model, self.optimizer, self.scheduler, self.cfg, counters, self.ema)
+        state = checkpoint_state(self.model, self.optimizer, self.scheduler, self.cfg, counters, self.ema)
+        if self.window is not None:
+            state["log_window"] = {"loss": self.window.loss, "steps": self.window.steps}
+        return state
 
 
 def _train(
@@ -271,6 +277,9 @@ def restore(t: Trainer, ckpt: dict[str, Any]) -> None:
             group["initial_lr"] = t.cfg.optim.lr * t.lr_scale
         t.scheduler.base_lrs = [t.cfg.optim.lr * t.lr_scale for _ in t.optimizer.param_groups]
     t.counters.update({k: ckpt[k] for k in t.counters})
+    if "log_window" in ckpt:
+        # The losses carry over; images and time count from here, so images/s stays a true rate.
+        t.window = Window(loss=float(ckpt["log_window"]["loss"]), steps=int(ckpt["log_window"]["steps"]))
     t.log(f"resuming {t.run_dir} at step {t.counters['step']}")
 
 
@@ -405,7 +414,10 @@ def run_loop(t: Trainer, loader: DataLoader, progress: bool) -> dict[str, float]
         dynamic_ncols=True,
     )
     last: dict[str, float] = {}
-    window, bad_in_row, first = Window(), 0, True
+    bad_in_row, first = 0, True
+    if t.window is None:
+        t.window = Window()
+    window = t.window
     started = time.perf_counter() - counters["elapsed"]
     batches: Iterator[Any] = iter(loader)
     with StopRequest() as stop:
@@ -443,7 +455,7 @@ def run_loop(t: Trainer, loader: DataLoader, progress: bool) -> dict[str, float]
                     bar.set_postfix(
                         loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{last['img_per_s']:.0f}"
                     )
-                    window = Window()
+                    window = t.window = Window()
                 counters["elapsed"] = time.perf_counter() - started
                 end_of_run = step == cfg.train.steps
                 if t.main and (step % cfg.train.eval_every == 0 or end_of_run):
