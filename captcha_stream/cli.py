@@ -27,6 +27,10 @@ def prog(command: str, script: str | None = None) -> str:
 
 
 def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
+    # Under LC_ALL=C or PYTHONIOENCODING=ascii a non-ASCII symbol or file name must not end the command.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:

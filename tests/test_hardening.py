@@ -457,3 +457,20 @@ def test_logged_losses_after_a_sigterm_resume_match_the_uninterrupted_run(tmp_pa
     train(b, progress=False, log=lambda s: None)
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
     assert sorted(losses(tmp_path / "a")) == [7, 14, 21, 28, 30]
+
+
+def test_an_ascii_terminal_does_not_end_a_command_on_a_non_ascii_name(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "LC_ALL": "C"}
+    r = subprocess.run(
+        [sys.executable, "-m", "captcha_stream", "predict", "--checkpoint", "captcha62", "caf\u00e9.png"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert r.returncode == 1 and "UnicodeEncodeError" not in r.stderr, r.stderr
+    assert r.stdout.startswith("caf\\xe9.png\terror: ")
