@@ -195,9 +195,36 @@ def test_failing_dataloader_worker_is_one_clear_line(tmp_path):
         cwd=tmp_path,
     )
     assert r.returncode == 2
-    # One line, the font named; the reason after it is FreeType's own wording.
+    # One line, the font named; the reason after it is FreeType's own wording. The trainer loads
+    # the fonts itself before its workers start, so this is the same line as with --workers 0.
     assert len(r.stderr.strip().splitlines()) == 1
-    assert r.stderr.startswith(f"error: data loading failed: {font}: cannot load font: ")
+    assert r.stderr.startswith(f"error: {font}: cannot load font: ")
+
+
+def test_an_image_a_dataloader_worker_cannot_read_is_one_clear_line(tmp_path):
+    # A training folder whose image only a worker opens: the failure crosses the process boundary.
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    (train_dir / "bad.png").write_bytes(b"not a png at all")
+    (train_dir / "labels.csv").write_text("bad.png,12\n")
+    r = script(
+        "train.py",
+        "--config",
+        str(SMOKE),
+        "--no-progress",
+        "--workers",
+        "2",
+        "--steps",
+        "2",
+        "--train-dir",
+        str(train_dir),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2, r.stderr
+    # Before it, the validation set is exported (with its progress bar); then one error line and nothing else.
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in r.stderr and r.stderr.strip().splitlines()[-1] == errors[0], r.stderr
+    assert len(errors) == 1 and errors[0].startswith(f"error: data loading failed: {train_dir / 'bad.png'}: ")
 
 
 def test_font_vanishing_mid_run_names_the_font(tmp_path):
