@@ -38,10 +38,19 @@ def check_writable(out: str | os.PathLike[str], flag: str) -> Path:
     folder = out.resolve().parent
     if not folder.is_dir():
         raise CaptchaStreamError(f"{flag}: folder {out.parent} does not exist")
+    refused = cannot_write_in(folder)
+    if refused:
+        raise CaptchaStreamError(f"{flag}: cannot write in {out.parent} ({refused})")
+    return out
+
+
+def cannot_write_in(folder: Path) -> str | None:
+    """Why a file cannot be written in `folder`, or None. Tried, not asked: root passes os.access
+    checks on a read-only filesystem."""
     probe = folder / f".write-test-{os.getpid()}"
     try:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise CaptchaStreamError(f"{flag}: cannot write in {out.parent} ({exc.strerror})") from None
-    return out
+        return exc.strerror or str(exc)
+    return None

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import replacing
+from ..atomic import cannot_write_in, replacing
 from ..checkpoint import inference_weights, load_checkpoint, load_for_resume
 from ..config import MODEL_DATA_KEYS, Config, changed_on_resume, from_dict, merge
 from ..errors import CaptchaStreamError
@@ -59,13 +59,9 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> RunLock:
         raise CaptchaStreamError(f"{run_dir}: cannot create run directory: {exc.strerror}") from None
     if not run_dir.is_dir():
         raise CaptchaStreamError(f"{run_dir}: run directory path is not a folder")
-    # Try it rather than ask os.access: root passes access checks on read-only filesystems.
-    probe = run_dir / f".write-test-{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise CaptchaStreamError(f"{run_dir}: run directory is not writable ({exc.strerror})") from None
+    refused = cannot_write_in(run_dir)
+    if refused:
+        raise CaptchaStreamError(f"{run_dir}: run directory is not writable ({refused})")
     # Before anything below touches the folder: another run may be writing in it.
     lock = RunLock(run_dir).__enter__()
     try:
