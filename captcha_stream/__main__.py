@@ -18,6 +18,7 @@ COMMANDS = {
     "widen": (cli.widen_main, "a wider copy of a trained reader that reads exactly as it does"),
     "train-addon": (cli.train_addon_main, "train a reader stage on its own: denoiser or second_look"),
     "attach": (cli.attach_main, "put stages trained by train-addon into a reader's checkpoint"),
+    "audit": (cli.audit_main, "how fast does a model break a captcha scheme: train on it, write a report"),
     "serve": (cli.serve_main, "serve a reader over HTTP (needs the [serve] extra)"),
 }
 

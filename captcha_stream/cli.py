@@ -12,11 +12,19 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import CaptchaStreamError
 
 CHECKPOINT_HELP = "a checkpoint file, or a shipped reader: captcha62 (the default), captcha62-160x60, classic36"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, except that a bad argument is one `error:` line like every other mistake (argparse's
+    own prints the usage block first), with exit status 2 from `run`."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CaptchaStreamError(f"{message} (see {self.prog} --help)")
 
 
 def prog(command: str, script: str | None = None) -> str:
@@ -56,7 +64,7 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
 def export_main(argv: Sequence[str] | None = None) -> int:
     from .config import load_config
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog("export", "export_fixed_set.py"),
         description="Freeze a seeded set of captchas to PNG files + labels.csv (same seed, same bytes).",
     )
@@ -104,9 +112,15 @@ def resolve_config(given: str | None) -> Path:
 def train_main(argv: Sequence[str] | None = None) -> int:
     from .config import load_config, parse_override
 
-    parser = argparse.ArgumentParser(prog=prog("train", "train.py"), description="Train a CRNN + CTC captcha reader.")
+    parser = Parser(prog=prog("train", "train.py"), description="Train a CRNN + CTC captcha reader.")
     parser.add_argument("--config", help="YAML config (default configs/stream.yaml)")
     parser.add_argument("--steps", type=int, help="optimizer steps in total (train.steps)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        help="train to this wall-time budget; the schedule is fitted to it (train.minutes; with --steps, "
+        "the first limit reached wins)",
+    )
     parser.add_argument("--batch-size", type=int, help="images per step (train.batch_size)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (train.device)")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes (train.num_workers)")
@@ -129,6 +143,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     overrides: dict[str, object] = dict(parse_override(s) for s in args.set)
     for key, value in [
         ("train.steps", args.steps),
+        ("train.minutes", args.minutes),
         ("train.batch_size", args.batch_size),
         ("train.device", args.device),
         ("train.num_workers", args.workers),
@@ -217,9 +232,7 @@ def default_view(ckpt: Path, data_dir: Path) -> Path:
 
 
 def _evaluate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog("evaluate", "evaluate.py"), description="Measure a trained reader on a labelled set."
-    )
+    parser = Parser(prog=prog("evaluate", "evaluate.py"), description="Measure a trained reader on a labelled set.")
     parser.add_argument(
         "--checkpoint",
         help=CHECKPOINT_HELP,
@@ -276,9 +289,7 @@ def _evaluate_outputs(args: argparse.Namespace, ckpt: Path, data_dir: Path, path
 
 
 def predict_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=prog("predict"), description="Read captcha images; prints path<TAB>text<TAB>confidence."
-    )
+    parser = Parser(prog=prog("predict"), description="Read captcha images; prints path<TAB>text<TAB>confidence.")
     parser.add_argument("images", nargs="+", help="image files (a line each: path, text, confidence; or path, error)")
     parser.add_argument(
         "--checkpoint",
@@ -318,9 +329,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
 
 
 def export_onnx_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=prog("export-onnx"), description="Export a checkpoint to ONNX (needs the [onnx] extra)."
-    )
+    parser = Parser(prog=prog("export-onnx"), description="Export a checkpoint to ONNX (needs the [onnx] extra).")
     parser.add_argument(
         "--checkpoint",
         help=CHECKPOINT_HELP,
@@ -339,7 +348,7 @@ def export_onnx_main(argv: Sequence[str] | None = None) -> int:
 
 
 def plot_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog("plot"),
         description="Draw RUN_DIR/curve.png (training loss and validation accuracy by step); given several runs "
         "and --out, one chart comparing their validation accuracy.",
@@ -384,7 +393,7 @@ def plot_main(argv: Sequence[str] | None = None) -> int:
 
 def _copy_parser(command: str, description: str, set_metavar: str, set_help: str) -> argparse.ArgumentParser:
     """SRC DST [--set KEY=VALUE ...]: the arguments of the commands that write a changed copy of a checkpoint."""
-    parser = argparse.ArgumentParser(prog=prog(command), description=description)
+    parser = Parser(prog=prog(command), description=description)
     parser.add_argument("src")
     parser.add_argument("dst")
     parser.add_argument("--set", action="append", default=[], metavar=set_metavar, help=set_help)
@@ -433,7 +442,7 @@ def slim_main(argv: Sequence[str] | None = None) -> int:
 
 
 def average_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog("average"),
         description="Average the weights of checkpoints continued from one starting point (a slim checkpoint).",
     )
@@ -471,7 +480,7 @@ def train_addon_main(argv: Sequence[str] | None = None) -> int:
     from .atomic import replacing
     from .config import load_config, parse_override
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog("train-addon"),
         description="Train a reader stage on its own: a denoiser, or a second look's glyph classifier "
         "(then put it into a reader with: python -m captcha_stream attach).",
@@ -500,7 +509,7 @@ def train_addon_main(argv: Sequence[str] | None = None) -> int:
 
 
 def attach_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog("attach"),
         description="Write a reader's checkpoint with stages trained by train-addon put into it.",
     )
@@ -536,7 +545,7 @@ def attach_main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog("serve"),
         description="Serve a reader over HTTP: POST /read, POST /read/batch, GET /health (the [serve] extra).",
     )
@@ -575,8 +584,62 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def audit_main(argv: Sequence[str] | None = None) -> int:
+    parser = Parser(
+        prog=prog("audit"),
+        description="How fast does a model break a captcha scheme? Trains a reader on the scheme from scratch "
+        "with the best recipe for this machine and writes a report (HTML, JSON, PNG).",
+    )
+    parser.add_argument("--config", help="the scheme: a config whose data: section describes it")
+    parser.add_argument("--compare", nargs="+", metavar="SCHEME.yaml", help="audit several schemes, one chart")
+    parser.add_argument("--minutes", type=float, help="wall-time budget per scheme")
+    parser.add_argument("--steps", type=int, help="a step budget instead of minutes")
+    parser.add_argument("--out", required=True, help="folder for the report (one subfolder per scheme with --compare)")
+    parser.add_argument("--recipe", help="the training recipe's config (default: cpu, or stream with a GPU)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override the recipe")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    from .atomic import check_writable
+    from .audit.report import write_comparison, write_report
+    from .audit.run import Budget, audit_scheme
+    from .config import parse_override
+
+    if bool(args.config) == bool(args.compare):
+        raise CaptchaStreamError("give a scheme with --config SCHEME.yaml, or several with --compare A.yaml B.yaml")
+    if (args.minutes is None) == (args.steps is None):
+        raise CaptchaStreamError("give a budget: --minutes M or --steps N")
+    if args.minutes is not None and not 0 < args.minutes < 10**6:
+        raise CaptchaStreamError(f"--minutes: must be a positive number of minutes, got {args.minutes}")
+    if args.steps is not None and args.steps < 1:
+        raise CaptchaStreamError(f"--steps: must be at least 1, got {args.steps}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CaptchaStreamError(f"--out: {out} is a file, expected a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CaptchaStreamError(f"--out: cannot make {out} ({exc.strerror or exc})") from None
+    check_writable(out / "report.json", "--out")
+    budget = Budget(minutes=args.minutes or 0.0, steps=args.steps or 0)
+    sets = dict(parse_override(s) for s in args.set)
+    schemes = [resolve_config(c) for c in (args.compare or [args.config])]
+    names = [s.stem for s in schemes]
+    if len(set(names)) != len(names):
+        raise CaptchaStreamError(f"--compare: two schemes share a file name ({', '.join(names)}); rename one")
+    reports = {}
+    for scheme, name in zip(schemes, names):
+        folder = out / name if args.compare else out
+        report = audit_scheme(scheme, budget, folder, args.recipe, sets, progress=not args.no_progress)
+        page = write_report(report, folder)
+        print(f"{name}: {report['verdict']}\nreport: {page}")
+        reports[name] = report
+    if args.compare:
+        print(f"comparison: {write_comparison(reports, out)}")
+    return 0
+
+
 def demo_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog("demo"),
         description="Render fresh captchas, read them with a shipped reader (or yours), and show the result "
         "as a table and a page.",

@@ -52,6 +52,33 @@ class DataConfig:
     # stream never repeats, so this is for folder training and for measuring; echoes
     # (echo > 1) are always jittered and take no extra.
     augment: float = 0.0
+    # The captcha package's scheme, knob by knob (data/scheme.py); every default is the package's own.
+    # Colours: each RGB channel drawn in [lo, hi]; the ink colours the glyphs, dots and curve.
+    background: list[int] = field(default_factory=lambda: [238, 255])
+    ink: list[int] = field(default_factory=lambda: [10, 200])
+    ink_alpha: list[int] = field(default_factory=lambda: [220, 255])
+    # Noise drawn over the text: dots (short strokes) of a width, and one arc.
+    noise_dots: int = 30
+    noise_dot_width: int = 3
+    noise_curve: bool = True
+    noise_curve_width: int = 1
+    # Per glyph: rotation in degrees, warp as fractions of the glyph's size, offset padding in pixels.
+    rotation: list[float] = field(default_factory=lambda: [-30.0, 30.0])
+    warp_dx: list[float] = field(default_factory=lambda: [0.1, 0.3])
+    warp_dy: list[float] = field(default_factory=lambda: [0.2, 0.3])
+    offset_dx: list[int] = field(default_factory=lambda: [0, 4])
+    offset_dy: list[int] = field(default_factory=lambda: [0, 6])
+    # The package puts a blank glyph before a character when a uniform draw exceeds this (so 1 = never),
+    # and pulls each glyph left by up to word_offset_dx of the average glyph width (overlap).
+    word_space_probability: float = 0.5
+    word_offset_dx: float = 0.25
+    # The package's final blur (ImageFilter.SMOOTH).
+    smooth: bool = True
+    # A font (and size) drawn for every glyph, as the package does, or one for the whole captcha.
+    font_per: str = "glyph"
+    # Another generator instead of the captcha package: "module:function" or "path/to/file.py:function",
+    # called as function(text, rng, data_config) -> PIL image of width x height (docs/schemes.md).
+    generator: str = ""
 
     def validate(self, where: str = "data", check_files: bool = True) -> None:
         if not self.charset:
@@ -95,6 +122,46 @@ class DataConfig:
             )
         if self.channels not in (1, 3):
             raise CaptchaStreamError(f"{where}.channels: must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+        self.validate_scheme(where)
+
+    def validate_scheme(self, where: str = "data") -> None:
+        """The scheme knobs: ranges are [lo, hi] pairs within their bounds."""
+        bounds = {
+            "background": (0, 255),
+            "ink": (0, 255),
+            "ink_alpha": (0, 255),
+            "rotation": (-180, 180),
+            "warp_dx": (0, 1),
+            "warp_dy": (0, 1),
+            "offset_dx": (0, 100),
+            "offset_dy": (0, 100),
+        }
+        for key, (low, high) in bounds.items():
+            pair = getattr(self, key)
+            if len(pair) != 2 or pair[0] > pair[1]:
+                raise CaptchaStreamError(f"{where}.{key}: expected [low, high] with low <= high, got {pair}")
+            if pair[0] < low or pair[1] > high:
+                raise CaptchaStreamError(f"{where}.{key}: values must lie in [{low}, {high}], got {pair}")
+        for key, low, high in (("noise_dots", 0, 10_000), ("noise_dot_width", 1, 50), ("noise_curve_width", 1, 50)):
+            if not low <= getattr(self, key) <= high:
+                raise CaptchaStreamError(f"{where}.{key}: must be in {low}..{high}, got {getattr(self, key)}")
+        if not 0.0 <= self.word_space_probability <= 1.0:
+            raise CaptchaStreamError(
+                f"{where}.word_space_probability: must be in [0, 1], got {self.word_space_probability}"
+            )
+        if not 0.0 <= self.word_offset_dx <= 1.0:
+            raise CaptchaStreamError(f"{where}.word_offset_dx: must be in [0, 1], got {self.word_offset_dx}")
+        if self.font_per not in ("glyph", "captcha"):
+            raise CaptchaStreamError(f"{where}.font_per: must be 'glyph' or 'captcha', got {self.font_per!r}")
+        if self.generator and ":" not in self.generator:
+            raise CaptchaStreamError(
+                f"{where}.generator: expected 'module:function' or 'path/to/file.py:function', got {self.generator!r}"
+            )
+
+
+def scheme_defaults() -> dict[str, Any]:
+    """The package's own value of every scheme knob (DataConfig's defaults)."""
+    return dataclasses.asdict(DataConfig())
 
 
 # The data keys a trained model's weights are bound to: its input shape and its output classes.
@@ -108,6 +175,9 @@ class ModelConfig:
     # first `width_pools` stages also halve the width (so time steps = width / 2**width_pools).
     cnn_channels: list[int] = field(default_factory=lambda: [64, 128, 256, 256])
     width_pools: int = 2
+    # The first convolution's stride (both axes): 2 reads the image at half resolution from the
+    # start, a quarter of the arithmetic in every stage after it (time steps = width / stride / 2**width_pools).
+    stem_stride: int = 1
     rnn: str = "lstm"
     rnn_hidden: int = 256
     rnn_layers: int = 2
@@ -122,6 +192,8 @@ class ModelConfig:
                 f"{where}.width_pools: must be between 0 and len(cnn_channels)={len(self.cnn_channels)}, "
                 f"got {self.width_pools}"
             )
+        if self.stem_stride not in (1, 2, 3, 4):
+            raise CaptchaStreamError(f"{where}.stem_stride: must be 1, 2, 3 or 4, got {self.stem_stride}")
         if self.rnn not in ("lstm", "gru"):
             raise CaptchaStreamError(f"{where}.rnn: must be 'lstm' or 'gru', got {self.rnn!r}")
         if self.rnn_hidden < 1:
@@ -167,14 +239,25 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     steps: int = 200_000
+    # Train to a wall-time budget (0 = none): the step count is fitted to the minutes from a
+    # measured step rate, evaluations included, and refitted as the run goes; with `steps`
+    # too, whichever limit comes first ends the run.
+    minutes: float = 0.0
     batch_size: int = 64
     # -1: choose from the machine (cores - 1, at most 8).
     num_workers: int = -1
     seed: int = 0
     device: str = "auto"
+    # bf16 autocast where the hardware does bf16 natively (a GPU that supports it, a CPU with
+    # AVX-512-bf16 or AMX); float32 elsewhere.
     amp: bool = True
+    # Convolutions in NHWC layout: on a CPU, with bf16, oneDNN's fastest path.
+    channels_last: bool = False
     log_every: int = 50
     eval_every: int = 2000
+    # Also validate every this many minutes of wall time (0 = by steps only): a learning curve
+    # against time with points at the same moments for every recipe (bench/time_to_accuracy.py).
+    eval_minutes: float = 0.0
     checkpoint_every: int = 1000
     # Empty: runs/<config file name>/
     run_dir: str = ""
@@ -203,6 +286,10 @@ class TrainConfig:
     def validate(self, where: str = "train") -> None:
         if self.steps < 1:
             raise CaptchaStreamError(f"{where}.steps: must be at least 1, got {self.steps}")
+        if not self.eval_minutes >= 0.0:
+            raise CaptchaStreamError(f"{where}.eval_minutes: must be >= 0 (0 = by steps only), got {self.eval_minutes}")
+        if not self.minutes >= 0.0:
+            raise CaptchaStreamError(f"{where}.minutes: must be >= 0 (0 = no time budget), got {self.minutes}")
         if self.batch_size < 1:
             raise CaptchaStreamError(f"{where}.batch_size: must be at least 1, got {self.batch_size}")
         if self.num_workers < -1:
@@ -477,7 +564,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise CaptchaStreamError(f"{path}: YAML syntax error{at}: {problem}") from None
     if data is None:
-        return {}
+        # Most likely the wrong file (or one cut short): the defaults are had by naming no config.
+        raise CaptchaStreamError(f"{path}: empty config file (no settings in it); leave --config out for the defaults")
     if not isinstance(data, dict):
         raise CaptchaStreamError(f"{path}: expected a mapping of sections at the top, got {type(data).__name__}")
     return data

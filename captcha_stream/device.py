@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -40,3 +41,31 @@ def pick_device(name: str, where: str = "train.device") -> torch.device:
 def default_workers() -> int:
     # Leave a core for the training process itself.
     return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU does bf16 arithmetic in hardware (AVX-512-bf16 or AMX).
+
+    oneDNN also runs bf16 on plain AVX-512 by emulation, which is slower than float32, so
+    torch's own `_is_mkldnn_bf16_supported` is not the question to ask.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def autocast_for(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast where the hardware does bf16 natively (a CUDA GPU that supports it, a CPU
+    with AVX-512-bf16/AMX); otherwise a context that changes nothing. bf16 keeps float32's
+    range, so no loss scaler is needed."""
+    if amp and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if amp and device.type == "cpu" and cpu_has_native_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -32,6 +32,8 @@ import numpy as np
 from captcha.image import ImageCaptcha
 from PIL import Image, ImageDraw
 
+from ..config import DataConfig
+from .scheme import curve_box
 from .seeding import SeededSecrets
 
 # (captcha, Pillow major) pairs whose output tests/test_fastrender.py has compared pixel by pixel.
@@ -207,11 +209,10 @@ class FastCaptcha:
     `captcha` is an ImageCaptcha configured like the package path (size, fonts).
     """
 
-    def __init__(self, captcha: ImageCaptcha, source: SeededSecrets, noise: bool = True) -> None:
+    def __init__(self, captcha: ImageCaptcha, source: SeededSecrets, data: DataConfig) -> None:
         self.captcha = captcha
-        # False leaves out the noise dots and curve: drawn last, from the end of the draws, so
-        # nothing else changes (data/pairs.py).
-        self.noise = noise
+        # The scheme's knobs (data/scheme.py); the distortion ranges are read from `captcha`'s class.
+        self.data = data
         self.source = source
         # Every bound below is positive, so the source's unchecked draws are called directly
         # (a hundred calls per captcha).
@@ -233,11 +234,11 @@ class FastCaptcha:
         blue = rb(end - start + 1) + start
         return (red, green, blue) if opacity is None else (red, green, blue, opacity)
 
-    def _glyph(self, char: str, color: tuple[int, ...]) -> tuple[Any, bool]:
+    def _glyph(self, char: str, color: tuple[int, ...], fonts: list[int]) -> tuple[Any, bool]:
         """The package's _draw_character: (core RGBA image, whether it is fully transparent)."""
         cap, src, below, bits = self.captcha, self.source, self.below, self.bits
         # secrets.choice(self.truefonts) draws an index into the same-length list.
-        font_index = src.choice(self.font_indices)
+        font_index = src.choice(fonts)
         w, h, mask, ox, oy = self.glyphs.get(font_index, char)
         (dx_lo, dx_n), (dy_lo, dy_n) = self.offset_ranges
         dx1 = below(dx_n) + dx_lo
@@ -280,48 +281,47 @@ class FastCaptcha:
 
     def _noise(self, image: Any, color: tuple[int, ...], w: int, h: int) -> None:
         """The package's create_noise_dots, then create_noise_curve, drawn on the core image in place."""
-        below, bits = self.below, self.bits
+        below, bits, data = self.below, self.bits, self.data
         draw = _core.draw(image, 0)
         ink = draw.draw_ink(color)
         # create_noise_dots
         line = draw.draw_lines
+        dots, width = data.noise_dots, data.noise_dot_width
         if self.inline_below:
             # below(n) inlined: random.Random draws bit_length(n) bits until the value is < n.
             # Sixty draws per captcha, one Python call each, matter at this speed.
             bits_x, bits_y = (w + 1).bit_length(), (h + 1).bit_length()
-            for _ in range(30):
+            for _ in range(dots):
                 x1 = bits(bits_x)
                 while x1 > w:
                     x1 = bits(bits_x)
                 y1 = bits(bits_y)
                 while y1 > h:
                     y1 = bits(bits_y)
-                line(((x1, y1), (x1 - 1, y1 - 1)), ink, 3)
+                line(((x1, y1), (x1 - 1, y1 - 1)), ink, width)
         else:
-            for _ in range(30):
+            for _ in range(dots):
                 x1 = below(w + 1)
                 y1 = below(h + 1)
-                line(((x1, y1), (x1 - 1, y1 - 1)), ink, 3)
-        # create_noise_curve
-        x1 = below(int(w / 5) + 1)
-        x2 = below(w - int(w / 5) + 1) + int(w / 5)
-        y1 = below(h - 2 * int(h / 5) + 1) + int(h / 5)
-        y2 = below(h - y1 - int(h / 5) + 1) + y1
-        end = below(41) + 160
-        start = below(21)
-        draw.draw_arc([x1, y1, x2, y2], start, end, ink, 1)
+                line(((x1, y1), (x1 - 1, y1 - 1)), ink, width)
+        if data.noise_curve:
+            box, start, end = curve_box(self.source, w, h)
+            draw.draw_arc(box, start, end, ink, data.noise_curve_width)
 
     def generate_image(self, chars: str) -> Image.Image:
-        cap, below, bits = self.captcha, self.below, self.bits
-        background = self._random_color(238, 255)
-        color = self._random_color(10, 200, below(36) + 220)
+        cap, below, bits, data = self.captcha, self.below, self.bits, self.data
+        background = self._random_color(*data.background)
+        color = self._random_color(*data.ink, below(data.ink_alpha[1] - data.ink_alpha[0] + 1) + data.ink_alpha[0])
         width0, height = cap._width, cap._height
+        fonts = self.font_indices
+        if data.font_per == "captcha":
+            fonts = [self.source.choice(fonts)]
 
         images = []
         for c in chars:
             if bits(32) / (2**32) > cap.word_space_probability:
-                images.append(self._glyph(" ", color))
-            images.append(self._glyph(c, color))
+                images.append(self._glyph(" ", color, fonts))
+            images.append(self._glyph(c, color, fonts))
 
         text_width = sum(im.size[0] for im, _ in images)
         width = max(text_width, width0)
@@ -343,6 +343,7 @@ class FastCaptcha:
         if width > width0:
             image = image.resize((width0, height), _BICUBIC, (0, 0, width, height))
 
-        if self.noise:
+        if data.noise_dots or data.noise_curve:
             self._noise(image, color, width0, height)
-        return self.smooth(Image.Image()._new(image))
+        image = Image.Image()._new(image)
+        return self.smooth(image) if data.smooth else image

@@ -27,7 +27,9 @@ from tqdm import tqdm
 from ..config import DataConfig, from_dict
 from ..errors import CaptchaStreamError
 from .folder import LABELS_NAME, read_labels
+from .generator import check_deterministic
 from .render import Renderer
+from .scheme import CLASS_KNOBS, IMAGE_KNOBS
 
 META_NAME = "set.json"
 CHUNK = 32
@@ -86,9 +88,11 @@ def render_range(
     chunks = [(str(folder), seed, a, min(a + CHUNK, stop)) for a in range(first, stop, CHUNK)]
     # More processes than cores or chunks only cost start-up time and memory.
     workers = max(1, min(workers, 2 * (os.cpu_count() or 1), len(chunks)))
-    # Everything a worker needs (the fonts above all) is checked here first: a worker's failure
-    # would reach the user as a broken pool, not as its cause.
+    # Everything a worker needs (the fonts above all, or a generator and its contract) is checked
+    # here first: a worker's failure would reach the user as a broken pool, not as its cause.
     Renderer(data)
+    if data.generator:
+        check_deterministic(data.generator, data, seed)
     labels: dict[int, str] = {}
     bar = tqdm(total=stop - first, desc=f"rendering {folder.name}", unit="img", disable=not progress)
     try:
@@ -327,6 +331,13 @@ def ensure_set(
         raise CaptchaStreamError(
             f"{out}: {kind} set was rendered for a different charset or size "
             f"({stored.width}x{stored.height}); set {key} to another folder"
+        )
+    changed = [k for k in (*CLASS_KNOBS, *IMAGE_KNOBS, "generator") if getattr(stored, k) != getattr(data, k)]
+    if changed:
+        first = changed[0]
+        raise CaptchaStreamError(
+            f"{out}: {kind} set was rendered with another scheme (data.{first} {getattr(stored, first)!r}, "
+            f"not {getattr(data, first)!r}); set {key} to another folder"
         )
     if forbidden_seed is not None and int(meta["seed"]) == forbidden_seed:
         raise CaptchaStreamError(

@@ -18,6 +18,7 @@ from PIL import Image
 
 from ..config import DataConfig
 from ..errors import CaptchaStreamError
+from . import generator, scheme
 from .fastrender import FastCaptcha, supported, warn_unsupported
 from .seeding import SeededSecrets, derive_seed, seeded_captcha_class
 
@@ -54,6 +55,7 @@ class Renderer:
         noise: bool = True,
     ) -> None:
         """`noise=False` draws the same captchas without the noise dots and curve (data/pairs.py)."""
+        data = data if noise else scheme.quiet(data)
         self.data = data
         # None keeps the uniform draws (and so the exact labels) every exported set was made with.
         self._cum_weights = None if symbol_weights is None else list(itertools.accumulate(symbol_weights))
@@ -65,10 +67,7 @@ class Renderer:
         self.rng = random.Random(seed)
         self._source = SeededSecrets(self.rng)
         cls = seeded_captcha_class(self._source)
-        if not noise:
-            # Class attributes of this renderer's own seeded subclass: no other renderer is touched.
-            cls.create_noise_dots = staticmethod(lambda image, color, width=3, number=30: image)
-            cls.create_noise_curve = staticmethod(lambda image, color: image)
+        scheme.configure(cls, data, self._source)
         self._captcha = cls(width=data.width, height=data.height, fonts=self.fonts, font_sizes=tuple(data.font_sizes))
         self._captcha._truefonts = _load_fonts(tuple(self.fonts), tuple(data.font_sizes))
         # fast=True: same draws, same pixels, less time (see fastrender); the package's own
@@ -76,7 +75,7 @@ class Renderer:
         self._fast: FastCaptcha | None = None
         if fast:
             if supported():
-                self._fast = FastCaptcha(self._captcha, self._source, noise)
+                self._fast = FastCaptcha(self._captcha, self._source, data)
             else:
                 warn_unsupported()
 
@@ -98,6 +97,8 @@ class Renderer:
         """Render `text` with the next draws of this renderer's random stream (RGB image)."""
         if not text:
             raise CaptchaStreamError("cannot render an empty label")
+        if self.data.generator:
+            return generator.render(self.data.generator, text, self.rng, self.data)
         if self._fast is not None:
             return self._fast.generate_image(text)
         return self._captcha.generate_image(text)

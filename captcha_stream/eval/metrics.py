@@ -109,6 +109,19 @@ def confusions(preds: Sequence[str], truths: Sequence[str], top: int = 10) -> li
     return [(a, b, c) for (a, b), c in counts.most_common(top)]
 
 
+def symbol_errors(preds: Sequence[str], truths: Sequence[str]) -> dict[str, tuple[int, float]]:
+    """Per true symbol: (occurrences, share read wrong), a symbol read wrong when one optimal
+    alignment of its string substitutes or drops it."""
+    _check(preds, truths)
+    seen: Counter[str] = Counter()
+    wrong: Counter[str] = Counter()
+    for p, t in zip(preds, truths):
+        seen.update(t)
+        if p != t:
+            wrong.update(a for a, b in alignment(p, t) if a is not None and a != b)
+    return {s: (n, wrong[s] / n) for s, n in seen.items()}
+
+
 def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% (z=1.96) confidence interval of an accuracy of `hits` out of `n` images.
 

@@ -82,6 +82,8 @@ def _panel(
     y_labels: list[tuple[float, str]],
     font: ImageFont.ImageFont,
     first_step: int = 0,
+    x_name: str = "step",
+    x_format: Callable[[float], str] = lambda x: str(round(x)),
 ) -> None:
     x0, y0, x1, y1 = box
     draw.rectangle(box, outline=(160, 160, 160))
@@ -92,10 +94,10 @@ def _panel(
         draw.line([(x0, y), (x1, y)], fill=(230, 230, 230))
         draw.text((x0 - 6, y), label, fill=(90, 90, 90), font=font, anchor="rm")
     for k in range(5):
-        step = first_step + round((max_step - first_step) * k / 4)
+        step = first_step + (max_step - first_step) * k / 4
         x = x0 + (x1 - x0) * k / 4
-        draw.text((x, y1 + 4), str(step), fill=(90, 90, 90), font=font, anchor="ma")
-    draw.text(((x0 + x1) / 2, y1 + 20), "step", fill=(90, 90, 90), font=font, anchor="ma")
+        draw.text((x, y1 + 4), x_format(step), fill=(90, 90, 90), font=font, anchor="ma")
+    draw.text(((x0 + x1) / 2, y1 + 20), x_name, fill=(90, 90, 90), font=font, anchor="ma")
 
 
 def draw_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path | None:

@@ -12,11 +12,11 @@ from ..config import DataConfig, ModelConfig
 from ..errors import CaptchaStreamError
 
 
-def _stage(c_in: int, c_out: int, convs: int, pool: tuple[int, int]) -> nn.Sequential:
+def _stage(c_in: int, c_out: int, convs: int, pool: tuple[int, int], stride: int = 1) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(convs):
         layers += [
-            nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False),
+            nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, stride=stride if i == 0 else 1, padding=1, bias=False),
             nn.BatchNorm2d(c_out),
             nn.ReLU(inplace=True),
         ]
@@ -26,7 +26,7 @@ def _stage(c_in: int, c_out: int, convs: int, pool: tuple[int, int]) -> nn.Seque
 
 def output_steps(data: DataConfig, model: ModelConfig) -> int:
     """CTC time steps the model emits for an image of the config's width."""
-    steps = data.width
+    steps = -(-data.width // model.stem_stride)
     for _ in range(model.width_pools):
         steps = -(-steps // 2)  # ceil_mode pooling
     return steps
@@ -39,7 +39,7 @@ def check_fits(data: DataConfig, model: ModelConfig) -> None:
         raise CaptchaStreamError(
             f"model emits {steps} time steps for data.width={data.width} with model.width_pools="
             f"{model.width_pools}, fewer than 2 x data.max_length={2 * data.max_length}; "
-            "widen the image or lower model.width_pools"
+            "widen the image or lower model.width_pools or model.stem_stride"
         )
 
 
@@ -51,11 +51,12 @@ class CRNN(nn.Module):
         check_fits(data, model)
         stages = []
         c_in = data.channels
-        height = data.height
+        height = -(-data.height // model.stem_stride)
         for i, c_out in enumerate(model.cnn_channels):
             # Early stages pool both axes; later ones keep the width, which becomes time.
             pool = (2, 2) if i < model.width_pools else (2, 1)
-            stages.append(_stage(c_in, c_out, 1 if i < 2 else 2, pool))
+            stride = model.stem_stride if i == 0 else 1
+            stages.append(_stage(c_in, c_out, 1 if i < 2 else 2, pool, stride))
             c_in = c_out
             height = -(-height // 2)
         self.features = nn.Sequential(*stages)

@@ -29,13 +29,14 @@ from ..data.folder import FolderDataset
 from ..data.frozen import ensure_set
 from ..data.render import Renderer
 from ..data.stream import CaptchaStream, CtcCollate, FolderStream, IndexedStream
-from ..device import default_workers, pick_device
+from ..device import autocast_for, default_workers, pick_device
 from ..errors import CaptchaStreamError
 from ..eval.evaluation import headline, load_all, run_eval
 from ..eval.plot import draw_curve
 from ..model.codec import Codec, ctc_loss
 from ..model.crnn import CRNN
 from . import distributed
+from .budget import Budget
 from .ema import WeightAverage
 from .hard_examples import hardest
 from .run import (
@@ -79,8 +80,11 @@ def make_loader(cfg: Config, codec: Codec, start_batch: int, workers: int, pin: 
             folder, seed=cfg.train.seed, start=start, block_size=block, rank=rank, augment=cfg.data.augment
         )
     else:
-        # Checked here, in the trainer: a font a worker cannot load would end as a DataLoader traceback.
-        Renderer(cfg.data)
+        # Checked here, in the trainer: a font a worker cannot load (or a generator that breaks its
+        # contract) would end as a DataLoader traceback.
+        checker = Renderer(cfg.data)
+        if cfg.data.generator:
+            checker.sample()
         stream = CaptchaStream(
             cfg.data, seed=cfg.train.seed, start=start, block_size=block, rank=rank, symbol_weights=cfg.symbol_weights()
         )
@@ -144,10 +148,17 @@ class Trainer:
     # The logging window in progress; saved in checkpoints, so a run stopped between two log records
     # (SIGTERM, Ctrl-C) logs, once resumed, the same mean loss as a run that never stopped.
     window: Any = None
+    # The run's clock: perf_counter() at its start, earlier segments of a resumed run included.
+    clock: float = 0.0
+    budget: Budget | None = None
 
     @property
     def main(self) -> bool:
         return self.dinfo.is_main
+
+    def last_step(self) -> int:
+        """Where the run ends: the fitted step count under a time budget, else train.steps."""
+        return self.counters["planned_steps"] if self.budget is not None else self.cfg.train.steps
 
     @property
     def eval_args(self) -> dict[str, Any]:
@@ -183,9 +194,7 @@ def _run(t: Trainer, ckpt: dict[str, Any] | None, resume: bool, progress: bool) 
         t.val_images, t.val_labels = load_validation(cfg, t.log)
     workers = cfg.train.num_workers if cfg.train.num_workers >= 0 else default_workers()
     loader = make_loader(cfg, t.codec, t.counters["batches"], workers, pin=t.device.type == "cuda", rank=dinfo.rank)
-    use_amp = cfg.train.amp and t.device.type == "cuda" and torch.cuda.is_bf16_supported()
-    # bf16 keeps fp32's range, so no loss scaler is needed.
-    t.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+    t.autocast = autocast_for(t.device, cfg.train.amp)
     t.runlog = RunLog(t.run_dir / "metrics.jsonl", t.counters["step"] if resume else None, t.log) if t.main else None
     if ckpt is not None:
         # Restored last, just before the loop: anything above may draw from the global RNG.
@@ -237,17 +246,43 @@ def _start(
         check_compatible(ckpt, cfg, run_dir / "last.pt")
     model, codec = build_model(cfg)
     model.to(device)
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
     scale = lr_scale(cfg, dinfo.world_size)
     optimizer = make_optimizer(model, cfg, scale)
-    counters: dict[str, Any] = {"step": 0, "batches": 0, "bad_steps": 0, "best_accuracy": -1.0, "elapsed": 0.0}
-    t = Trainer(
-        cfg, log, device, dinfo, run_dir, model, codec, optimizer, make_scheduler(optimizer, cfg), scale, counters
-    )
+    counters: dict[str, Any] = {
+        "step": 0,
+        "batches": 0,
+        "bad_steps": 0,
+        "best_accuracy": -1.0,
+        "elapsed": 0.0,
+        "planned_steps": cfg.train.steps,
+        "timed_evals": 0,
+        # A time budget's measured rates, so a resumed run refits from its first step.
+        "step_seconds": 0.0,
+        "eval_seconds": 0.0,
+    }
+    t = Trainer(cfg, log, device, dinfo, run_dir, model, codec, optimizer, None, scale, counters)
+    t.scheduler = make_scheduler(optimizer, cfg, total=t.last_step)
     t.lock = lock
+    if cfg.train.minutes > 0:
+        t.budget = Budget(
+            cfg.train.minutes * 60,
+            cfg.train.steps,
+            cfg.train.eval_every,
+            cfg.train.eval_minutes,
+            cfg.train.batch_size,
+            cfg.eval.val_size,
+        )
     if ckpt is not None:
         restore(t, ckpt)
     elif cfg.train.init_from:
         load_initial_weights(model, cfg, log)
+    # Set-up (a validation set exported on first use) counts against a time budget too.
+    t.clock = time.perf_counter() - t.counters["elapsed"]
+    if t.budget is not None and ckpt is not None:
+        t.budget.carry_over(t.counters["step_seconds"], t.counters["eval_seconds"])
+        t.counters["planned_steps"] = t.budget.fit(t.counters["step"], t.counters["elapsed"])
     t.ema = WeightAverage(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     if t.ema is not None and ckpt is not None:
         if "ema" in ckpt:
@@ -276,7 +311,8 @@ def restore(t: Trainer, ckpt: dict[str, Any]) -> None:
         for group in t.optimizer.param_groups:
             group["initial_lr"] = t.cfg.optim.lr * t.lr_scale
         t.scheduler.base_lrs = [t.cfg.optim.lr * t.lr_scale for _ in t.optimizer.param_groups]
-    t.counters.update({k: ckpt[k] for k in t.counters})
+    # A checkpoint from before a counter existed keeps that counter's fresh value.
+    t.counters.update({k: ckpt[k] for k in t.counters if k in ckpt})
     if "log_window" in ckpt:
         # The losses carry over; images and time count from here, so images/s stays a true rate.
         t.window = Window(loss=float(ckpt["log_window"]["loss"]), steps=int(ckpt["log_window"]["steps"]))
@@ -301,7 +337,9 @@ def load_validation(cfg: Config, log: Callable[[str], None]) -> tuple[torch.Tens
 def validate(t: Trainer) -> None:
     """Read the validation set, log it, and keep best.pt if this is the best reading so far."""
     step, ema = t.counters["step"], t.ema
-    record: dict[str, Any] = {"step": step}
+    # Time and images beside accuracy: time to a given accuracy is read straight from the log.
+    images = step * t.cfg.train.batch_size * t.dinfo.world_size
+    record: dict[str, Any] = {"step": step, "time": round(t.counters["elapsed"], 2), "images": images}
     if ema is not None:
         # The raw weights too, so every run with an average measures what it gained.
         raw = run_eval(t.model, t.val_images, t.val_labels, t.codec, t.device, **t.eval_args)
@@ -355,6 +393,8 @@ def take_step(t: Trainer, batch: Any) -> tuple[float, int] | None:
     if cfg.train.hard_pool > 1:
         batch = hardest(t.model, batch, cfg.train.batch_size, device, t.autocast)
     images = batch.images.to(device, non_blocking=True)
+    if cfg.train.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
     with t.autocast:
         log_probs = t.net(images)
     loss = ctc_loss(log_probs, batch.targets.to(device), batch.target_lengths.to(device))
@@ -402,11 +442,12 @@ class Window:
 
 
 def run_loop(t: Trainer, loader: DataLoader, progress: bool) -> dict[str, float]:
-    """Steps until train.steps or a stop signal; returns the last logged window."""
-    cfg, counters = t.cfg, t.counters
+    """Steps until the last step (train.steps, or what fits a time budget) or a stop signal;
+    returns the last logged window."""
+    counters = t.counters
     t.model.train()
     bar = tqdm(
-        total=cfg.train.steps,
+        total=t.last_step(),
         initial=counters["step"],
         desc=f"training {t.run_dir.name}",
         unit="step",
@@ -414,24 +455,22 @@ def run_loop(t: Trainer, loader: DataLoader, progress: bool) -> dict[str, float]
         dynamic_ncols=True,
     )
     last: dict[str, float] = {}
-    bad_in_row, first = 0, True
+    bad_in_row, first, first_step = 0, True, counters["step"]
     if t.window is None:
         t.window = Window()
-    window = t.window
-    started = time.perf_counter() - counters["elapsed"]
     batches: Iterator[Any] = iter(loader)
     with StopRequest() as stop:
         try:
-            while counters["step"] < cfg.train.steps:
+            while counters["step"] < t.last_step():
                 # Every rank stops together (a rank leaving alone would hang DDP's all-reduce),
                 # and before drawing the batch, so the saved RNG state and stream position
                 # are exactly those of the next step.
                 if distributed.reduce_max(t.dinfo, [float(stop.signal is not None)], t.device)[0]:
                     stop.signal = stop.signal or "SIGTERM"
                     break
-                waited = time.perf_counter()
+                began = time.perf_counter()
                 batch = next_batch(batches)
-                window.wait += time.perf_counter() - waited
+                t.window.wait += time.perf_counter() - began
                 counters["batches"] += 1
                 if first:
                     first = False
@@ -440,35 +479,22 @@ def run_loop(t: Trainer, loader: DataLoader, progress: bool) -> dict[str, float]
                 if taken is None:
                     counters["bad_steps"] += 1
                     bad_in_row += 1
-                    if bad_in_row >= cfg.train.max_bad_steps:
+                    if bad_in_row >= t.cfg.train.max_bad_steps:
                         raise CaptchaStreamError(
                             f"{bad_in_row} non-finite losses in a row at step {counters['step']}; "
                             "lower optim.lr or check the data"
                         )
                     continue
                 bad_in_row = 0
-                step = counters["step"]
-                window.add(*taken)
-                bar.update(1)
-                if step % cfg.train.log_every == 0 or step == cfg.train.steps:
-                    last = window.record(t, time.perf_counter() - started)
-                    bar.set_postfix(
-                        loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{last['img_per_s']:.0f}"
-                    )
-                    window = t.window = Window()
-                counters["elapsed"] = time.perf_counter() - started
-                end_of_run = step == cfg.train.steps
-                if t.main and (step % cfg.train.eval_every == 0 or end_of_run):
-                    validate(t)
-                if t.main and (step % cfg.train.checkpoint_every == 0 or end_of_run):
-                    save_checkpoint(t.state(), t.run_dir / "last.pt")
+                t.window.add(*taken)
+                last = after_step(t, bar, began, counters["step"] - first_step) or last
         except KeyboardInterrupt:
             stop.signal = "SIGINT"
         finally:
             bar.close()
             del batches
     if stop.signal:
-        counters["elapsed"] = time.perf_counter() - started
+        counters["elapsed"] = time.perf_counter() - t.clock
         if t.main:
             save_checkpoint(t.state(), t.run_dir / "last.pt")
         raise TrainingStopped(
@@ -476,6 +502,51 @@ def run_loop(t: Trainer, loader: DataLoader, progress: bool) -> dict[str, float]
             f"stopped by {stop.signal} at step {counters['step']}; checkpoint saved to {t.run_dir / 'last.pt'} "
             f"(continue with --resume)",
         )
+    return last
+
+
+def timed_eval_due(t: Trainer) -> bool:
+    """Whether the clock has passed the next train.eval_minutes moment since the last validation."""
+    period = t.cfg.train.eval_minutes * 60
+    if period <= 0:
+        return False
+    done = t.counters.get("timed_evals", 0)
+    if t.counters["elapsed"] < (done + 1) * period:
+        return False
+    t.counters["timed_evals"] = int(t.counters["elapsed"] // period)
+    return True
+
+
+def after_step(t: Trainer, bar: tqdm, began: float, steps_in_run: int) -> dict[str, float] | None:
+    """Log, refit a time budget, validate and checkpoint as the step just taken calls for;
+    returns the window logged, if one was."""
+    cfg, counters, step = t.cfg, t.counters, t.counters["step"]
+    bar.update(1)
+    last = None
+    if step % cfg.train.log_every == 0 or step == t.last_step():
+        last = t.window.record(t, time.perf_counter() - t.clock)
+        bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{last['img_per_s']:.0f}")
+        t.window = Window()
+    counters["elapsed"] = time.perf_counter() - t.clock
+    if t.budget is not None:
+        t.budget.add_step(time.perf_counter() - began, steps_in_run)
+        counters["step_seconds"], counters["eval_seconds"] = t.budget.step_seconds, t.budget.eval_seconds
+        if t.budget.probed:
+            fitted = t.budget.fit(step, counters["elapsed"])
+            # Every rank ends at the same step: the earliest any of them fits.
+            counters["planned_steps"] = int(-distributed.reduce_max(t.dinfo, [-float(fitted)], t.device)[0])
+            bar.total = counters["planned_steps"]
+    end_of_run = step == t.last_step()
+    if t.main and (step % cfg.train.eval_every == 0 or end_of_run or timed_eval_due(t)):
+        evaluated = time.perf_counter()
+        validate(t)
+        if end_of_run or step % cfg.train.checkpoint_every == 0:
+            save_checkpoint(t.state(), t.run_dir / "last.pt")
+        if t.budget is not None:
+            t.budget.add_eval(time.perf_counter() - evaluated)
+    elif t.main and step % cfg.train.checkpoint_every == 0:
+        save_checkpoint(t.state(), t.run_dir / "last.pt")
+    counters["elapsed"] = time.perf_counter() - t.clock
     return last
 
 

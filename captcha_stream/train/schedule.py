@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
 from ..config import Config
 
 
-def lr_factor(step: int, cfg: Config) -> float:
-    """Linear warm-up, then cosine decay to min_lr_ratio at the last step."""
-    warm, total, floor = cfg.optim.warmup_steps, cfg.train.steps, cfg.optim.min_lr_ratio
+def lr_factor(step: int, cfg: Config, total: int | None = None) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio at the last step (`total`, else train.steps)."""
+    warm, floor = cfg.optim.warmup_steps, cfg.optim.min_lr_ratio
+    total = cfg.train.steps if total is None else total
     if warm and step < warm:
         return (step + 1) / warm
     progress = min(1.0, (step - warm) / max(1, total - warm))
@@ -33,8 +35,13 @@ def make_optimizer(model: torch.nn.Module, cfg: Config, scale: float = 1.0) -> t
     return torch.optim.AdamW(groups, lr=cfg.optim.lr * scale)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: Config, total: Callable[[], int] | None = None
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The run's schedule; `total` gives the last step when it is fitted as the run goes (a time budget)."""
+    if total is None:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, total()))
 
 
 def warmup_cosine(step: int, lr: float, steps: int, warmup: int) -> float:

@@ -1,0 +1,84 @@
+"""`captcha-stream audit` on a tiny scheme and recipe: the report's JSON has the times to each level,
+and its page is one self-contained file that parses."""
+
+import json
+from html.parser import HTMLParser
+
+import pytest
+
+from captcha_stream.cli import audit_main, run
+from captcha_stream.errors import CaptchaStreamError
+
+SCHEME = "data: {width: 64, height: 32, min_length: 2, max_length: 3, charset: '0123456789', font_sizes: [24, 28]}\n"
+RECIPE = """
+model: {cnn_channels: [8, 16], width_pools: 1, rnn: gru, rnn_hidden: 32}
+optim: {lr: 0.003, warmup_steps: 5}
+train: {batch_size: 8, num_workers: 0, log_every: 5, checkpoint_every: 20}
+eval: {batch_size: 32}
+"""
+SMALL = ["--set", "eval.val_size=24", "--set", "eval.test_size=24"]
+
+
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.tags = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "scheme.yaml").write_text(SCHEME)
+    (tmp_path / "quiet.yaml").write_text(SCHEME.rstrip("}\n") + ", noise_dots: 0, noise_curve: false}\n")
+    (tmp_path / "recipe.yaml").write_text(RECIPE)
+    return tmp_path
+
+
+def test_an_audit_writes_a_report_with_times_to_accuracy(files, capsys):
+    out = files / "audit"
+    argv = ["--config", str(files / "scheme.yaml"), "--steps", "40", "--out", str(out), "--no-progress"]
+    with pytest.raises(SystemExit) as exc:
+        run(audit_main, [*argv, "--recipe", str(files / "recipe.yaml"), *SMALL])
+    assert exc.value.code == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["time_to"]) == {"50%", "80%", "90%", "95%", "98%", "99%"}
+    assert len(report["curve"]) >= 4 and report["trained"]["steps"] == 40
+    assert report["test"]["n"] == 24 and 0 <= report["test"]["full_string_accuracy"] <= 1
+    assert {r["symbol"] for r in report["per_symbol"]} <= set("0123456789")
+    assert set(report["by_length"]) <= {"2", "3"} and report["machine"]["torch"]
+    assert report["verdict"].startswith("A reader trained from nothing on")
+    page = Page()
+    page.feed((out / "report.html").read_text())
+    assert "table" in page.tags and len(page.images) == 2
+    assert all(src.startswith("data:image/png;base64,") for src in page.images)  # self-contained
+    assert (out / "curve.png").stat().st_size > 1000 and (out / "hardest.png").stat().st_size > 1000
+    assert "report:" in capsys.readouterr().out
+
+
+def test_compare_puts_schemes_on_one_chart(files, capsys):
+    out = files / "cmp"
+    argv = ["--compare", str(files / "scheme.yaml"), str(files / "quiet.yaml"), "--steps", "20", "--out", str(out)]
+    with pytest.raises(SystemExit) as exc:
+        run(audit_main, [*argv, "--recipe", str(files / "recipe.yaml"), "--no-progress", *SMALL])
+    assert exc.value.code == 0, capsys.readouterr().err
+    summary = json.loads((out / "compare.json").read_text())
+    assert set(summary) == {"scheme", "quiet"} and (out / "quiet" / "report.html").exists()
+    assert (out / "compare.png").exists() and "quiet/report.html" in (out / "compare.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--out", "x", "--steps", "3"], "give a scheme with --config"),
+        (["--config", "s.yaml", "--out", "x"], "give a budget"),
+        (["--config", "s.yaml", "--out", "x", "--minutes", "-1"], "--minutes: must be a positive"),
+        (["--config", "s.yaml", "--out", "x", "--minutes", "1", "--steps", "3"], "give a budget"),
+    ],
+)
+def test_bad_audit_arguments(argv, message):
+    with pytest.raises(CaptchaStreamError, match=message):
+        audit_main(argv)

@@ -1,0 +1,153 @@
+"""Training to a wall-time budget, and the CPU speed paths it relies on (bf16 autocast, channels_last,
+a strided stem)."""
+
+import json
+import time
+
+import pytest
+import torch
+
+from captcha_stream.config import load_config
+from captcha_stream.device import autocast_for, cpu_has_native_bf16
+from captcha_stream.errors import CaptchaStreamError
+from captcha_stream.eval.time_to import curve, draw_time_curves, time_to
+from captcha_stream.model.codec import Codec
+from captcha_stream.model.crnn import CRNN, output_steps
+from captcha_stream.train.budget import Budget
+from captcha_stream.train.loop import train
+from captcha_stream.train.schedule import lr_factor
+
+from .test_train import SMOKE, logged, smoke
+
+
+def quiet(cfg):
+    return train(cfg, progress=False, log=lambda s: None)
+
+
+def test_the_fit_leaves_room_for_evaluations_and_never_ends_before_now():
+    b = Budget(seconds=100, limit_steps=10**9, eval_every=50, eval_minutes=0, batch_size=8, val_size=80)
+    assert b.fit(0, 0.0) == 10**9  # before the probe: the step limit
+    for i in range(1, 30):
+        b.add_step(0.1, i)
+    assert b.probed and b.step_seconds == pytest.approx(0.1)
+    # 100 s, one final validation of 80 images at a third of a step per 8 images: 0.333 s.
+    evaluation = 80 * 0.1 / 8 / 3
+    expected = int((100 - 10 - evaluation) / (0.1 + evaluation / 50))
+    assert abs(b.fit(0, 10.0) - expected) <= 1  # float rounding of the measured mean
+    b.add_eval(5.0)  # measured evaluations replace the estimate
+    assert abs(b.fit(0, 10.0) - (100 - 10 - 5) / (0.1 + 5 / 50)) <= 1
+    assert b.fit(700, 200.0) == 700  # time is up: end at once
+    assert Budget(100, 300, 50, 0, 8, 80, _measured_steps=30, step_seconds=0.01).fit(0, 0.0) == 300  # steps first
+
+
+def test_a_minutes_run_ends_on_time_with_a_checkpoint_and_an_annealed_schedule(tmp_path):
+    # Long enough that the probe (25 steps) and a few evaluations happen; the step limit is far away.
+    cfg = smoke(tmp_path, **{"train.minutes": 0.25, "train.steps": 10**7, "train.eval_every": 40})
+    started = time.perf_counter()
+    result = quiet(cfg)
+    seconds = time.perf_counter() - started
+    records = logged(tmp_path / "run")
+    trained = max(r["step"] for r in records if "loss" in r)
+    assert 40 < trained < 10**7 and result["step"] == trained
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert last["step"] == trained and last["planned_steps"] == trained
+    # The fitted schedule reached its floor on the last step: lr = lr * min_lr_ratio.
+    final_lr = [r["lr"] for r in records if "lr" in r][-1]
+    assert final_lr == pytest.approx(cfg.optim.lr * cfg.optim.min_lr_ratio, rel=0.05)
+    # On time: the last validation record is within the budget (the test-set reading comes after).
+    evals = [r for r in records if "eval" in r]
+    assert evals[-1]["step"] == trained and evals[-1]["time"] <= 15.0 + 1.0
+    assert seconds < 15 + 20  # start-up and the final test reading on top
+
+
+def test_the_step_limit_wins_when_it_comes_first(tmp_path):
+    cfg = smoke(tmp_path, **{"train.minutes": 5.0, "train.steps": 30})
+    assert quiet(cfg)["step"] == 30
+
+
+def test_timed_validations_and_the_time_to_report(tmp_path):
+    cfg = smoke(tmp_path, **{"train.minutes": 0.2, "train.steps": 10**7, "train.eval_every": 10**6})
+    cfg.train.eval_minutes = 0.05  # every 3 s
+    quiet(cfg)
+    points = curve(tmp_path / "run")
+    assert len(points) >= 3 and [p.step for p in points] == sorted(p.step for p in points)
+    assert all(0 < p.minutes <= 0.22 and p.images == p.step * 8 for p in points)
+    report = time_to(points, levels=(0.0, 1.01))
+    assert report["0%"]["step"] == points[0].step and report["101%"] is None
+    out = draw_time_curves({"a": points, "b": points[:2]}, tmp_path / "t.png", "title")
+    assert out.stat().st_size > 1000
+    json.dumps(report)
+
+
+def test_minutes_on_the_command_line_and_bad_values(tmp_path):
+    from captcha_stream.cli import run, train_main
+
+    for bad in ("-1", "nan"):
+        with pytest.raises(CaptchaStreamError, match="train.minutes"):
+            train_main(["--config", str(SMOKE), "--minutes", bad, "--run-dir", str(tmp_path / "r")])
+    with pytest.raises(CaptchaStreamError, match="train.eval_minutes"):
+        load_config(SMOKE, {"train.eval_minutes": -2})
+    with pytest.raises(SystemExit) as exc:
+        run(train_main, ["--config", str(SMOKE), "--minutes", "abc"])
+    assert exc.value.code == 2
+
+
+def test_a_minutes_run_resumes_with_its_clock(tmp_path):
+    cfg = smoke(tmp_path, **{"train.minutes": 0.1, "train.steps": 10**7, "train.eval_every": 10**6})
+    quiet(cfg)
+    first = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert first["elapsed"] <= 6.5
+    # Resumed with more time: the clock goes on from where it stopped, and so does the step count.
+    cfg2 = smoke(tmp_path, **{"train.minutes": 0.2, "train.steps": 10**7, "train.eval_every": 10**6})
+    quiet_resume = train(cfg2, resume=True, progress=False, log=lambda s: None)
+    assert quiet_resume["step"] > first["step"] and quiet_resume["elapsed"] <= 12.5
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")
+def test_bf16_autocast_on_a_cpu_that_has_it(tmp_path):
+    assert isinstance(autocast_for(torch.device("cpu"), True), torch.autocast)
+    cfg = smoke(tmp_path, **{"train.steps": 10, "model.stem_stride": 1})
+    quiet(cfg)  # the smoke config trains under bf16 here: it runs and keeps float32 weights
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert all(t.dtype == torch.float32 for t in state["model"].values() if t.is_floating_point())
+
+
+def test_no_autocast_when_amp_is_off_or_the_hardware_lacks_bf16(monkeypatch):
+    import contextlib
+
+    from captcha_stream import device
+
+    assert isinstance(autocast_for(torch.device("cpu"), False), contextlib.nullcontext)
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+    assert isinstance(device.autocast_for(torch.device("cpu"), True), contextlib.nullcontext)
+
+
+def test_channels_last_trains_and_reads_like_the_default_layout(tmp_path):
+    cfg = smoke(tmp_path, **{"train.steps": 6, "train.channels_last": True, "train.amp": False})
+    quiet(cfg)
+    cfg2 = smoke(tmp_path / "b", **{"train.steps": 6, "train.amp": False})
+    quiet(cfg2)
+    a = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=True)["model"]
+    # The same arithmetic in another memory order: the same weights, up to float rounding.
+    for name in a:
+        assert torch.allclose(a[name].float(), b[name].float(), atol=1e-4), name
+
+
+def test_a_strided_stem_reads_at_half_resolution():
+    cfg = load_config(SMOKE, {"data.width": 128, "data.height": 32, "model.stem_stride": 2})
+    assert output_steps(cfg.data, cfg.model) == 32
+    model = CRNN(cfg.data, cfg.model, Codec(cfg.data.charset).num_classes)
+    out = model(torch.zeros(2, 1, 32, 128, dtype=torch.uint8))
+    assert out.shape[:2] == (32, 2)
+    with pytest.raises(CaptchaStreamError, match="model.stem_stride"):
+        load_config(SMOKE, {"model.stem_stride": 5})
+    narrow = load_config(SMOKE, {"model.stem_stride": 4, "data.max_length": 5})
+    with pytest.raises(CaptchaStreamError, match="stem_stride"):
+        CRNN(narrow.data, narrow.model, 11)
+
+
+def test_lr_factor_follows_a_fitted_total():
+    cfg = load_config(SMOKE, {"optim.warmup_steps": 0, "optim.min_lr_ratio": 0.0})
+    assert lr_factor(50, cfg, total=100) == pytest.approx(0.5)
+    assert lr_factor(100, cfg, total=100) == pytest.approx(0.0)
