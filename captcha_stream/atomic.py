@@ -35,12 +35,15 @@ def check_writable(out: str | os.PathLike[str], flag: str) -> Path:
     out = Path(out)
     if out.is_dir():
         raise CaptchaStreamError(f"{flag}: {out} is a directory, expected a file name")
+    if out.exists() and not out.is_file():
+        # A FIFO or a device: renaming a finished file over it would not write what was asked.
+        raise CaptchaStreamError(f"{flag}: {out} is not a regular file")
     folder = out.resolve().parent
     if not folder.is_dir():
-        raise CaptchaStreamError(f"{flag}: folder {out.parent} does not exist")
+        raise CaptchaStreamError(f"{flag}: folder {out.parent} does not exist (for {out})")
     refused = cannot_write_in(folder)
     if refused:
-        raise CaptchaStreamError(f"{flag}: cannot write in {out.parent} ({refused})")
+        raise CaptchaStreamError(f"{flag}: cannot write {out} in {out.parent} ({refused})")
     return out
 
 

@@ -75,6 +75,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CaptchaStreamError(f"{path}: is a directory, expected a checkpoint file")
     if not path.exists():
         raise CaptchaStreamError(f"{path}: checkpoint not found")
+    if not path.is_file():
+        # A FIFO or a device would block torch.load, or feed it forever.
+        raise CaptchaStreamError(f"{path}: is not a regular file, expected a checkpoint file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -103,7 +106,8 @@ def _names_code(path: Path) -> bool:
     import pickletools
 
     try:
-        data = path.read_bytes()[: 64 * 1024 * 1024]
+        with open(path, "rb") as fh:
+            data = fh.read(64 * 1024 * 1024)
         strings: list[str] = []
         for op, arg, _ in pickletools.genops(data):
             if isinstance(arg, str):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .config import resolve_config
 from .errors import CaptchaStreamError
 
 CHECKPOINT_HELP = "a checkpoint file, or a shipped reader: captcha62 (the default), captcha62-160x60, classic36"
@@ -91,22 +92,6 @@ def export_main(argv: Sequence[str] | None = None) -> int:
         raise CaptchaStreamError(f"--workers: must be at least 1, got {args.workers}")
     export_set(out, args.n, cfg.data, seed=seed, extend=args.extend, force=args.force, workers=args.workers)
     return 0
-
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def resolve_config(given: str | None) -> Path:
-    """A config file as given, or a config by name (`cpu`, `configs/cpu.yaml`): looked for here, then in
-    the repository the package runs from, then in the copy an installed package carries."""
-    path = Path(given or "configs/stream.yaml")
-    if path.exists() or path.is_absolute():
-        return path
-    name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
-    for folder in (Path("configs"), REPO_ROOT / "configs", Path(__file__).resolve().parent / "configs"):
-        if (folder / name).is_file():
-            return folder / name
-    return path  # load_config says it is missing, naming it
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
@@ -428,8 +413,10 @@ def slim_main(argv: Sequence[str] | None = None) -> int:
             help=argparse.SUPPRESS,
         )
     args = parser.parse_args(argv)
+    from .atomic import check_writable
     from .tools.slim import slim_checkpoint
 
+    check_writable(args.dst, "DST")
     overrides = dict(parse_override(s) for s in args.set)
     for key in overrides:
         if not key.startswith("eval."):
@@ -449,8 +436,10 @@ def average_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("src", nargs="+", help="checkpoints of one model and data (each read with its read_with)")
     parser.add_argument("--out", required=True, help="the averaged checkpoint to write")
     args = parser.parse_args(argv)
+    from .atomic import check_writable
     from .tools.average import average_checkpoints
 
+    check_writable(args.out, "--out")
     out = average_checkpoints(args.src, args.out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), the mean of {len(args.src)} checkpoints")
     return 0
@@ -468,8 +457,10 @@ def widen_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the new units' random initial weights")
     args = parser.parse_args(argv)
+    from .atomic import check_writable
     from .tools.widen import widen_checkpoint
 
+    check_writable(args.dst, "DST")
     overrides = dict(parse_override(s) for s in args.set)
     out = widen_checkpoint(args.src, args.dst, overrides, args.seed)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), widened with {' '.join(args.set)}")
@@ -497,9 +488,13 @@ def train_addon_main(argv: Sequence[str] | None = None) -> int:
     overrides: dict[str, object] = dict(parse_override(s) for s in args.set)
     if args.steps is not None:
         overrides["addon.steps"] = args.steps
+    from .atomic import check_writable
+
+    # Checked before the training, not found unwritable after it.
+    check_writable(args.out, "--out")
+    if args.json:
+        check_writable(args.json, "--json")
     cfg = load_config(resolve_config(args.config), overrides)
-    if args.json and not Path(args.json).resolve().parent.is_dir():
-        raise CaptchaStreamError(f"--json: folder {Path(args.json).parent} does not exist")
     curve = train_addon(args.kind, cfg, args.out)
     if args.json:
         with replacing(args.json) as tmp:
@@ -527,10 +522,12 @@ def attach_main(argv: Sequence[str] | None = None) -> int:
         "-1: the last is not looked at)",
     )
     args = parser.parse_args(argv)
+    from .atomic import check_writable
     from .tools.attach import attach_stages
 
     if not (args.denoiser or args.second_look):
         raise CaptchaStreamError("attach: name at least one stage: --denoiser FILE and/or --second-look FILE")
+    check_writable(args.out, "OUT")
     placement: dict[str, Any] = {}
     if args.peak_to_centre is not None:
         placement["peak_to_centre"] = args.peak_to_centre
@@ -567,8 +564,9 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.port < 65536:
         raise CaptchaStreamError(f"--port: must be 1..65535, got {args.port}")
     for flag, value in (("--max-bytes", args.max_bytes), ("--max-pixels", args.max_pixels)):
-        if value < 1:
-            raise CaptchaStreamError(f"{flag}: must be at least 1, got {value}")
+        if not 1 <= value <= 2**31:
+            # Pillow refuses images past 2**31 pixels anyway; a body that large is no captcha.
+            raise CaptchaStreamError(f"{flag}: must be in 1..{2**31}, got {value}")
     path = find_checkpoint(args.checkpoint)
     model = describe(path).split(" (")[0]  # the shipped reader's name, or the path given
     if args.backend == "onnx" and path.suffix != ".onnx":
@@ -649,8 +647,8 @@ def demo_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="seed of the captchas (default: new ones every time)")
     parser.add_argument("--out", default="demo", help="folder for the captchas and the page (default demo/)")
     args = parser.parse_args(argv)
-    if args.n < 1:
-        raise CaptchaStreamError(f"--n: must be at least 1, got {args.n}")
+    if not 1 <= args.n <= 10_000:
+        raise CaptchaStreamError(f"--n: must be in 1..10000 (a demo is for looking at), got {args.n}")
     import random
 
     from .checkpoint import load_checkpoint

@@ -599,6 +599,20 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def resolve_config(given: str | None) -> Path:
+    """A config file as given, or a config by name (`cpu`, `configs/cpu.yaml`): looked for here, then in
+    the repository the package runs from, then in the copy an installed package carries."""
+    path = Path(given or "configs/stream.yaml")
+    if path.exists() or path.is_absolute():
+        return path
+    name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
+    here = Path(__file__).resolve().parent
+    for folder in (Path("configs"), here.parent / "configs", here / "configs"):
+        if (folder / name).is_file():
+            return folder / name
+    return path  # load_config says it is missing, naming it
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     overrides: dict[str, Any] | None = None,

@@ -5,9 +5,9 @@
 #
 #   bash scripts/gpu_run.sh CONFIG BUDGET_SECONDS [train.py options, e.g. --set train.seed=3]
 #
-# A short probe run measures this machine's training rate for the config; the real run then gets
-# as many steps as fit the budget left, so its warm-up and cosine schedule end where the time does.
-# A run that still overruns is stopped by SIGTERM, which saves last.pt (best.pt is kept too).
+# The run gets the budget left after set-up and a reserve as `train.py --minutes`: it measures its own
+# step rate and fits its warm-up and cosine schedule to the time (docs/training.md). A run that still
+# overruns is stopped by SIGTERM, which saves last.pt (best.pt is kept too).
 #
 # The device image has no captcha package and another Pillow, and the fast renderer is tested
 # against captcha 0.7.1 / Pillow 13 (anything else renders through the slower package path, and
@@ -32,12 +32,9 @@ started=$(date +%s)
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-runs/gpu-out}
 run_dir=${RUN_DIR:-runs/gpu-run}
-probe_dir=${PROBE_DIR:-runs/gpu-probe}
-probe_steps=${PROBE_STEPS:-200}
 # Evaluations, the end-of-run test read and the copies back take this long (seconds).
 reserve=${RESERVE:-60}
 mkdir -p "$out"
-rm -rf "$probe_dir"  # the probe is thrown away; train.py refuses to overwrite a real run
 export PYTHONUNBUFFERED=1
 
 export PYTHONPATH=$root${PYTHONPATH:+:$PYTHONPATH}
@@ -57,36 +54,18 @@ EOF
 # Every core but the trainer's renders (the default stops at 8 workers).
 workers=${WORKERS:-$(($(nproc) - 1))}
 
-python3 "$root/train.py" --config "$config" --steps "$probe_steps" --run-dir "$probe_dir" --no-progress --workers "$workers" \
-    "$@" --set train.log_every=$(((probe_steps + 7) / 8)) --set train.eval_every=1000000 --set train.checkpoint_every=1000000 \
-    > "$out/probe.log" 2>&1 || { tail -20 "$out/probe.log"; exit 1; }
-
 left=$((budget - ($(date +%s) - started) - reserve))
 if [ "$left" -lt 1 ]; then
     # timeout would read 0 as "no limit" and a negative time as an error: refuse rather than run unguarded.
-    echo "error: the probe used up the budget ($budget s, $reserve s of it reserved); give more seconds" >&2
+    echo "error: setting up used the budget ($budget s, $reserve s of it reserved); give more seconds" >&2
     exit 2
 fi
-steps=$(python3 - "$probe_dir/metrics.jsonl" "$left" << 'EOF'
-import json
-import statistics
-import sys
-
-records = [json.loads(line) for line in open(sys.argv[1])]
-batch = next(r["global_batch"] for r in records if r.get("event") == "start")
-rates = [r["img_per_s"] for r in records if "img_per_s" in r]
-# The first windows include worker start-up and CUDA warm-up.
-rates = rates[2:] or rates
-rate = statistics.median(rates)
-steps = int(rate * float(sys.argv[2]) / batch)
-print(f"probe: {rate:.0f} images/s at batch {batch}; {steps} steps fit {sys.argv[2]} s", file=sys.stderr)
-print(max(steps, 1))
-EOF
-)
-echo "training $config for $steps steps"
+minutes=$(python3 -c "print(round($left / 60, 3))")
+echo "training $config for $minutes minutes"
 rc=0
-timeout --signal=TERM "$((left + reserve / 2))" python3 "$root/train.py" --config "$config" --steps "$steps" --run-dir "$run_dir" \
-    --no-progress --workers "$workers" "$@" 2>&1 | tee "$out/train.log" || rc=$?
+# train.py fits its schedule to the minutes (train.minutes); the timeout is only a guard.
+timeout --signal=TERM "$((left + reserve / 2))" python3 "$root/train.py" --config "$config" --minutes "$minutes" \
+    --run-dir "$run_dir" --no-progress --workers "$workers" "$@" 2>&1 | tee "$out/train.log" || rc=$?
 echo "train.py exit status $rc after $(($(date +%s) - started)) s"
 
 cp "$run_dir/metrics.jsonl" "$out/metrics.jsonl"

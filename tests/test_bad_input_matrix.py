@@ -21,6 +21,7 @@ from captcha_stream.cli import run
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "configs" / "smoke.yaml")
 CKPT = "runs/smoke/last.pt"
+ADDON = str(ROOT / "configs" / "classic36-denoiser.yaml")
 
 # What a bad argument of each kind of parameter looks like: kind -> workspace value.
 IN_FILE = {
@@ -86,9 +87,9 @@ TABLE = {
         ("--workers", COUNT, None, ["--config", SMOKE, "--n", "2", "--out", "e"]),
     ],
     "export-onnx": [
-        ("#0", IN_FILE, "config.yaml", ["X", "--out", "m.onnx"]),
-        ("--out", OUT_FILE, None, [CKPT]),
-        ("--opset", INT, None, [CKPT, "--out", "m.onnx"]),
+        ("--checkpoint", IN_FILE, "config.yaml", ["--out", "m.onnx"]),
+        ("--out", OUT_FILE, None, ["--checkpoint", CKPT]),
+        ("--opset", INT, None, ["--checkpoint", CKPT, "--out", "m.onnx"]),
     ],
     "plot": [
         ("#0", {**IN_FILE, "empty-dir": "emptydir"}, "image.png", ["X", "--out", "p.png"]),
@@ -105,9 +106,9 @@ TABLE = {
     ],
     "train-addon": [
         ("--config", IN_FILE, "image.png", ["denoiser", "--out", "d.pt", "--steps", "1"]),
-        ("--out", OUT_FILE, None, ["denoiser", "--config", SMOKE, "--steps", "1"]),
-        ("--json", OUT_FILE, None, ["denoiser", "--config", SMOKE, "--out", "d.pt", "--steps", "1"]),
-        ("--steps", COUNT, None, ["denoiser", "--config", SMOKE, "--out", "d.pt"]),
+        ("--out", OUT_FILE, None, ["denoiser", "--config", ADDON, "--steps", "1"]),
+        ("--json", OUT_FILE, None, ["denoiser", "--config", ADDON, "--out", "d.pt", "--steps", "1"]),
+        ("--steps", COUNT, None, ["denoiser", "--config", ADDON, "--out", "d.pt"]),
     ],
     "attach": [
         ("#0", IN_FILE, "config.yaml", ["X", "at.pt", "--denoiser", CKPT]),
@@ -129,9 +130,20 @@ TABLE = {
     ],
 }
 MAINS = {name: getattr(cli, name.replace("-", "_") + "_main") for name in TABLE}
-# Values a command may accept: -1 workers is "auto"; --beam 0 is greedy; seeds may be any size
-# the config takes; the rest is refused.
-ALLOWED = {("train", "--workers", "negative")}
+# Values a command accepts, and rightly: -1 workers is "auto"; an export's workers are capped at
+# what the machine has; and counts that only bound what is printed, drawn or batched (samples,
+# confusions, sheet size, batch size, beam width) do no harm when huge: the set's size bounds the work.
+ALLOWED = {
+    ("train", "--workers", "negative"),
+    ("export", "--workers", "huge"),
+    ("evaluate", "--samples", "huge"),
+    ("evaluate", "--confusions", "huge"),
+    ("evaluate", "--sheet-count", "huge"),
+    ("evaluate", "--batch-size", "huge"),
+    ("evaluate", "--beam", "huge"),
+    ("predict", "--batch-size", "huge"),
+    ("predict", "--beam", "huge"),
+}
 
 
 def cases():
@@ -188,12 +200,19 @@ def ws(tmp_path_factory):
 
 
 def snapshot(folder):
-    """Every regular file under `folder` (links not followed): its size and a hash of its bytes."""
+    """Every entry under `folder` (links not followed): a hash of a regular file's bytes, the kind of
+    anything else (a FIFO replaced by a file is a change too)."""
     seen = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > 1 << 26:
+        name = str(path.relative_to(folder))
+        if path.is_symlink() or path.is_dir():
             continue
-        seen[str(path.relative_to(folder))] = hashlib.sha1(path.read_bytes()).hexdigest()
+        if not path.is_file():
+            seen[name] = "not a regular file"
+        elif path.stat().st_size <= 1 << 26:
+            seen[name] = hashlib.sha1(path.read_bytes()).hexdigest()
+        else:
+            seen[name] = f"{path.stat().st_size} bytes"
     return seen
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..config import Config, load_config
+from ..config import Config, load_config, resolve_config
 from ..errors import CaptchaStreamError
 from ..eval import metrics
 from ..eval.evaluation import evaluate_checkpoint
@@ -40,8 +40,6 @@ def recipe_config(
 ) -> tuple[Config, str]:
     """The recipe's model, optimizer and training settings with the scheme's data, pointed into `out`;
     and the recipe's name."""
-    from ..cli import resolve_config
-
     scheme_cfg = load_config(scheme)
     name = recipe or (GPU_RECIPE if torch.cuda.is_available() else CPU_RECIPE)
     overrides: dict[str, Any] = {

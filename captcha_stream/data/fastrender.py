@@ -33,7 +33,7 @@ from captcha.image import ImageCaptcha
 from PIL import Image, ImageDraw
 
 from ..config import DataConfig
-from .scheme import curve_box
+from .scheme import curve_box, ink_color, random_color
 from .seeding import SeededSecrets
 
 # (captcha, Pillow major) pairs whose output tests/test_fastrender.py has compared pixel by pixel.
@@ -227,13 +227,6 @@ class FastCaptcha:
         offsets = (captcha.character_offset_dx, captcha.character_offset_dy)
         self.offset_ranges = tuple((lo, hi - lo + 1) for lo, hi in offsets)
 
-    def _random_color(self, start: int, end: int, opacity: int | None = None) -> tuple[int, ...]:
-        rb = self.below
-        red = rb(end - start + 1) + start
-        green = rb(end - start + 1) + start
-        blue = rb(end - start + 1) + start
-        return (red, green, blue) if opacity is None else (red, green, blue, opacity)
-
     def _glyph(self, char: str, color: tuple[int, ...], fonts: list[int]) -> tuple[Any, bool]:
         """The package's _draw_character: (core RGBA image, whether it is fully transparent)."""
         cap, src, below, bits = self.captcha, self.source, self.below, self.bits
@@ -310,8 +303,8 @@ class FastCaptcha:
 
     def generate_image(self, chars: str) -> Image.Image:
         cap, below, bits, data = self.captcha, self.below, self.bits, self.data
-        background = self._random_color(*data.background)
-        color = self._random_color(*data.ink, below(data.ink_alpha[1] - data.ink_alpha[0] + 1) + data.ink_alpha[0])
+        background = random_color(self.source, data.background)
+        color = ink_color(self.source, data)
         width0, height = cap._width, cap._height
         fonts = self.font_indices
         if data.font_per == "captcha":

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig
 from ..errors import CaptchaStreamError
+from ..files import check_input
 from ..model.codec import Codec
 from .images import load_image, preprocess
 
@@ -46,6 +47,8 @@ def find_labels(root: Path, labels: str | os.PathLike[str] | None = None) -> Pat
 
 def read_labels(path: Path, codec: Codec | None = None) -> list[tuple[str, str]]:
     """Rows `(filename, label)` of a labels CSV, checked; errors name the file and line."""
+    # A million labels take about 20 MB.
+    check_input(path, "labels CSV", 512 * 10**6)
     try:
         # utf-8-sig: Excel writes a byte-order mark, which would otherwise stick to the first file name.
         with open(path, newline="", encoding="utf-8-sig") as fh:

@@ -24,6 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..atomic import cannot_write_in
 from ..config import DataConfig, from_dict
 from ..errors import CaptchaStreamError
 from .folder import LABELS_NAME, read_labels
@@ -247,12 +248,18 @@ def export_set(
     return out
 
 
+MAX_SET = 10**8
+
+
 def _prepare_out(out: Path, n: int, seed: int) -> dict[str, Any] | None:
     """Check the arguments and the place before any work; the set already there, if any."""
     if n < 1:
         raise CaptchaStreamError(f"--n: must be at least 1, got {n}")
-    if seed < 0:
-        raise CaptchaStreamError(f"--seed: must be >= 0, got {seed}")
+    if n > MAX_SET:
+        # A hundred million captchas are about 300 GB of PNGs: past that it is a typo, not a plan.
+        raise CaptchaStreamError(f"--n: at most {MAX_SET}, got {n}")
+    if not 0 <= seed < 2**63:
+        raise CaptchaStreamError(f"--seed: must be in 0..2**63-1, got {seed}")
     if out.exists() and not out.is_dir():
         raise CaptchaStreamError(f"{out}: exists and is not a folder")
     here = Path.cwd().resolve()
@@ -263,8 +270,10 @@ def _prepare_out(out: Path, n: int, seed: int) -> dict[str, Any] | None:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CaptchaStreamError(f"{out.parent}: cannot create folder: {exc.strerror}") from None
-    if not os.access(out.parent, os.W_OK):
-        raise CaptchaStreamError(f"{out.parent}: folder is not writable")
+    refused = cannot_write_in(out.parent)
+    if refused:
+        # Tried, not asked: root passes os.access on a read-only filesystem.
+        raise CaptchaStreamError(f"{out}: cannot write in {out.parent} ({refused})")
     _remove_stale(out)
     return read_meta(out) if out.exists() else None
 

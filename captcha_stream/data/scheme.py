@@ -65,6 +65,12 @@ def random_color(source: SeededSecrets, channel: list[int], alpha: int | None = 
     return (red, green, blue) if alpha is None else (red, green, blue, alpha)
 
 
+def ink_color(source: SeededSecrets, data: DataConfig) -> tuple[int, ...]:
+    """The ink: as in the package, its opacity is drawn before its channels."""
+    alpha = source.below(data.ink_alpha[1] - data.ink_alpha[0] + 1) + data.ink_alpha[0]
+    return random_color(source, data.ink, alpha)
+
+
 def curve_box(source: SeededSecrets, w: int, h: int) -> tuple[list[int], int, int]:
     """create_noise_curve's draws: the arc's box, start and end angles."""
     x1 = source.below(int(w / 5) + 1)
@@ -90,9 +96,7 @@ def configured_generate_image(data: DataConfig, source: SeededSecrets) -> Any:
 
     def generate_image(self: ImageCaptcha, chars: str, bg_color: Any = None, fg_color: Any = None) -> Any:
         background = random_color(source, data.background)
-        # As in the package, the opacity is drawn before the colour's channels.
-        alpha = source.below(data.ink_alpha[1] - data.ink_alpha[0] + 1) + data.ink_alpha[0]
-        color = random_color(source, data.ink, alpha)
+        color = ink_color(source, data)
         every_font = self.truefonts
         if data.font_per == "captcha":
             self._truefonts = [source.choice(every_font)]

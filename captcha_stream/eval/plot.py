@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..atomic import replacing
 from ..errors import CaptchaStreamError
+from ..files import check_input
 from .view import _font
 
 W, H, PAD = 900, 330, 56
@@ -43,7 +44,12 @@ def _warn(message: str) -> None:
 def read_records(path: Path, log: Callable[[str], None] = _warn) -> list[dict[str, Any]]:
     """The records of a metrics.jsonl. A last line cut short (power loss, full disk) is dropped with a
     warning; a damaged line before the end is an error naming it."""
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    # A 200,000-step run logs about 60 MB.
+    check_input(path, "metrics file", 1024 * 10**6)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise CaptchaStreamError(f"{path}: cannot read: {exc.strerror or exc}") from None
     records = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -37,7 +37,11 @@ def resolve_checkpoint(given: str | os.PathLike[str] | None) -> Path:
         return pretrained_path(DEFAULT)
     if str(given) in PRETRAINED and not Path(given).exists():
         return pretrained_path(str(given))
-    return Path(given)
+    path = Path(given)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        # A FIFO or a device would block whatever opens it first.
+        raise CaptchaStreamError(f"{path}: is not a regular file, expected a checkpoint file")
+    return path
 
 
 def describe(path: Path) -> str:
