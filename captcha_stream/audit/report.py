@@ -38,7 +38,8 @@ def verdict(report: dict[str, Any]) -> str:
     else:
         sentence += " It held against this budget: the reader got under 1% right; a longer budget may still break it."
     hard = [r["symbol"] for r in report["per_symbol"][:5] if r["error_rate"] > 0]
-    if hard:
+    # Before the reader reads characters at all, every symbol is "worst": nothing to single out.
+    if hard and report["test"]["char_accuracy"] >= 0.5:
         sentence += f" The symbols it read worst: {' '.join(hard)}"
         pairs = report["confused_pairs"][:3]
         if pairs:
