@@ -20,6 +20,7 @@ import torch
 
 from .atomic import replacing
 from .errors import CaptchaStreamError
+from .files import check_input
 
 FORMAT = 1
 
@@ -68,16 +69,14 @@ def _keep_copy(path: Path, prev: Path) -> None:
         staging.unlink(missing_ok=True)
 
 
+# Far past any reader's size (the largest here is tens of MB), short of reading a disk image.
+MAX_CHECKPOINT_BYTES = 10**10
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load and sanity-check a checkpoint; every failure is one line naming the file."""
-    path = Path(path)
-    if path.is_dir():
-        raise CaptchaStreamError(f"{path}: is a directory, expected a checkpoint file")
-    if not path.exists():
-        raise CaptchaStreamError(f"{path}: checkpoint not found")
-    if not path.is_file():
-        # A FIFO or a device would block torch.load, or feed it forever.
-        raise CaptchaStreamError(f"{path}: is not a regular file, expected a checkpoint file")
+    # A FIFO or a device would block torch.load, or feed it forever.
+    path = check_input(path, "checkpoint", MAX_CHECKPOINT_BYTES)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
