@@ -86,7 +86,7 @@ def configure(cls: type[ImageCaptcha], data: DataConfig, source: SeededSecrets) 
     """Set `data`'s scheme on a renderer's own seeded ImageCaptcha subclass (no other class is touched)."""
     for key, attr in CLASS_KNOBS.items():
         setattr(cls, attr, tuple(getattr(data, key)) if isinstance(getattr(data, key), list) else getattr(data, key))
-    if any(getattr(data, k) != scheme_defaults()[k] for k in IMAGE_KNOBS):
+    if set(differs_from_package(data)) & set(IMAGE_KNOBS):
         cls.generate_image = configured_generate_image(data, source)  # else the package's own
 
 
