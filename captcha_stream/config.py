@@ -282,6 +282,10 @@ class TrainConfig:
     # Render this many times the batch each step and train on the batch_size captchas the model
     # reads worst (highest CTC loss; captcha_stream/train/hard_examples.py). 1 = off.
     hard_pool: int = 1
+    # A curriculum: the first this many captchas of each rank's stream are drawn without the
+    # scheme's noise dots and arc (same labels, glyphs and colours), so the model learns to find
+    # characters before it must also ignore the noise (0 = off; rendered stream only).
+    quiet_images: int = 0
 
     def validate(self, where: str = "train") -> None:
         if self.steps < 1:
@@ -305,6 +309,8 @@ class TrainConfig:
             raise CaptchaStreamError(f"{where}.hard_pool: must be at least 1 (1 = off), got {self.hard_pool}")
         if len(set(self.focus_symbols)) != len(self.focus_symbols):
             raise CaptchaStreamError(f"{where}.focus_symbols: a symbol repeats in {self.focus_symbols!r}")
+        if self.quiet_images < 0:
+            raise CaptchaStreamError(f"{where}.quiet_images: must be >= 0 (0 = off), got {self.quiet_images}")
         for name in ("log_every", "eval_every", "checkpoint_every", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise CaptchaStreamError(f"{where}.{name}: must be at least 1, got {getattr(self, name)}")
@@ -459,6 +465,11 @@ class Config:
         for ch in self.train.focus_symbols:
             if ch not in self.data.charset:
                 raise CaptchaStreamError(f"train.focus_symbols: symbol {ch!r} is not in data.charset")
+        if self.train.quiet_images and (self.train.train_dir or self.data.generator):
+            source = "train.train_dir" if self.train.train_dir else "data.generator"
+            raise CaptchaStreamError(
+                f"train.quiet_images: draws the package's scheme without its noise; {source} makes its own images"
+            )
         if self.train.train_dir and self.symbol_weights() is not None:
             raise CaptchaStreamError(
                 "train.focus_symbols: shapes the rendered stream's labels; a train_dir run reads its labels from disk"

@@ -294,6 +294,18 @@ CASES = [
         "train.hard_pool: must be at least 1 (1 = off), got 0",
     ),
     (
+        "quiet-negative",
+        "train",
+        ["--config", SMOKE, "--set", "train.quiet_images=-1", "--run-dir", "r10"],
+        "train.quiet_images: must be >= 0 (0 = off), got -1",
+    ),
+    (
+        "quiet-with-train-dir",
+        "train",
+        ["--config", SMOKE, "--set", "train.quiet_images=100", "--train-dir", "set"],
+        "train.quiet_images: draws the package's scheme without its noise; train.train_dir makes its own images",
+    ),
+    (
         "focus-with-train-dir",
         "train",
         ["--config", SMOKE, "--set", "train.focus_symbols='0'", "--set", "train.focus_weight=3", "--train-dir", "set"],

@@ -106,3 +106,28 @@ def test_folder_stream_augments_too(tmp_path, small_data):
     moved = [x for x, _ in zip(FolderStream(folder, seed=1, augment=1.0), range(8))]
     assert [a[1] for a in plain] == [b[1] for b in moved]
     assert all(not torch.equal(a[0], b[0]) for a, b in zip(plain, moved))
+
+
+def test_quiet_curriculum_draws_the_first_images_without_noise(small_data):
+    from captcha_stream.data.images import preprocess
+    from captcha_stream.data.render import Renderer, derive_seed
+
+    noisy = list(CaptchaStream(small_data, seed=4, num_samples=6))
+    quiet = list(CaptchaStream(small_data, seed=4, num_samples=6, quiet_images=3))
+    # Same labels throughout; the first three images lose the noise, the rest are the scheme's own.
+    assert [lbl for _, lbl in quiet] == [lbl for _, lbl in noisy]
+    twin = Renderer(small_data, noise=False)
+    for i, (image, _) in enumerate(quiet):
+        if i < 3:
+            expected, _ = twin.sample_at(derive_seed(4, 0), i)
+            assert not torch.equal(image, noisy[i][0])
+            assert torch.equal(image, preprocess(expected, small_data))
+        else:
+            assert torch.equal(image, noisy[i][0])
+    # By index: a resumed stream (start=2) and two workers split it the same way.
+    tail = list(CaptchaStream(small_data, seed=4, num_samples=6, start=2, quiet_images=3))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(tail, quiet[2:], strict=True))
+    codec = Codec(small_data.charset)
+    ds = CaptchaStream(small_data, seed=4, num_samples=6, block_size=2, quiet_images=3)
+    two = DataLoader(ds, batch_size=2, collate_fn=CtcCollate(codec), num_workers=2)
+    assert torch.equal(images_of(two), torch.stack([img for img, _ in quiet]))

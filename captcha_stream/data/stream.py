@@ -109,28 +109,40 @@ class CaptchaStream(IndexedStream):
         block_size: int = 1,
         rank: int | None = None,
         symbol_weights: Sequence[float] | None = None,
+        quiet_images: int = 0,
     ) -> None:
         super().__init__(seed, num_samples, start, block_size, rank, augment=data.augment)
         self.data = data
         self.symbol_weights = symbol_weights
+        self.quiet_images = quiet_images
         self._renderer: Renderer | None = None
+        self._quiet: Renderer | None = None
         self._last: tuple[int, torch.Tensor, str] | None = None
 
     def setup(self) -> None:
         if self._renderer is None:
             self._renderer = Renderer(self.data, seed=0, symbol_weights=self.symbol_weights)
+        if self.quiet_images > 0 and self._quiet is None:
+            self._quiet = Renderer(self.data, seed=0, symbol_weights=self.symbol_weights, noise=False)
+
+    def renderer_for(self, index: int) -> Renderer:
+        """The scheme's renderer, or its noise-free twin for the curriculum's first images. By index,
+        not by arrival, so the split is the same for every number of workers and on resume."""
+        if self._quiet is not None and index < self.quiet_images:
+            return self._quiet
+        assert self._renderer is not None
+        return self._renderer
 
     def item(self, rank_seed: int, index: int) -> tuple[torch.Tensor, str]:
-        assert self._renderer is not None
         echo = self.data.echo
         if echo == 1:
-            image, label = self._renderer.sample_at(rank_seed, index)
+            image, label = self.renderer_for(index).sample_at(rank_seed, index)
             return preprocess(image, self.data), label
         # Echoes of one rendering are consecutive indices, so the worker that renders an
         # image usually serves its echoes too, from this one-entry cache.
         base = index // echo
         if self._last is None or self._last[0] != base:
-            image, label = self._renderer.sample_at(rank_seed, base)
+            image, label = self.renderer_for(base * echo).sample_at(rank_seed, base)
             self._last = (base, preprocess(image, self.data), label)
         _, tensor, label = self._last
         return jitter(tensor, derive_seed(rank_seed, index, 1)), label

@@ -86,7 +86,13 @@ def make_loader(cfg: Config, codec: Codec, start_batch: int, workers: int, pin: 
         if cfg.data.generator:
             checker.sample()
         stream = CaptchaStream(
-            cfg.data, seed=cfg.train.seed, start=start, block_size=block, rank=rank, symbol_weights=cfg.symbol_weights()
+            cfg.data,
+            seed=cfg.train.seed,
+            start=start,
+            block_size=block,
+            rank=rank,
+            symbol_weights=cfg.symbol_weights(),
+            quiet_images=cfg.train.quiet_images,
         )
     return DataLoader(
         stream,
