@@ -82,3 +82,26 @@ def test_compare_puts_schemes_on_one_chart(files, capsys):
 def test_bad_audit_arguments(argv, message):
     with pytest.raises(CaptchaStreamError, match=message):
         audit_main(argv)
+
+
+def test_verdict_reads_as_plain_words():
+    from captcha_stream.audit.report import verdict
+
+    report = {
+        "machine": {"gpu": None, "cores": 2},
+        "trained": {"minutes": 10.0, "steps": 4000},
+        "time_to": {"50%": {"minutes": 1.0, "images": 12576}, "90%": {"minutes": 2.5, "images": 30000}},
+        "curve": [[0.4, 3000, 100, 0.0], [1.0, 12576, 400, 0.6], [2.5, 30000, 900, 0.93]],
+        "test": {"full_string_accuracy": 0.996, "char_accuracy": 0.999},
+        "per_symbol": [{"symbol": "7", "n": 900, "error_rate": 0.01}],
+        "confused_pairs": [{"truth": "7", "read": "1", "count": 3}],
+    }
+    text = verdict(report)
+    assert text.startswith("A reader trained from nothing on 2 CPU cores for 10 minutes reads 99.6%")
+    assert "after 1 minute (12,576 images) and 90% after 2.5 minutes" in text
+    assert "broken within 1 minute." in text
+    assert "worst: 7; most often confused: 7→1." in text
+    # Only one level reached: said once.
+    report["time_to"] = {"50%": {"minutes": 5.0, "images": 42560}, "90%": None}
+    text = verdict(report)
+    assert "50% of the validation set after 5 minutes (42,560 images)." in text and " and 50%" not in text

@@ -19,16 +19,18 @@ def verdict(report: dict[str, Any]) -> str:
     m, t = report["machine"], report["time_to"]
     where = f"one {m['gpu']}" if m["gpu"] else f"{m['cores']} CPU cores"
     test = report["test"]["full_string_accuracy"]
-    parts = [f"A reader trained from nothing on {where} for {report['trained']['minutes']:g} minutes"]
+    parts = [f"A reader trained from nothing on {where} for {_minutes(report['trained']['minutes'])}"]
     parts.append(f"reads {test:.1%} of fresh captchas of this scheme whole")
     reached = [(level, hit) for level, hit in t.items() if hit]
     if reached:
         first = reached[0]
         last = reached[-1]
         parts[-1] += (
-            f"; it read {first[0]} of the validation set after {first[1]['minutes']:g} minutes "
-            f"({first[1]['images']:,} images) and {last[0]} after {last[1]['minutes']:g} minutes"
+            f"; it read {first[0]} of the validation set after {_minutes(first[1]['minutes'])} "
+            f"({first[1]['images']:,} images)"
         )
+        if last[0] != first[0]:
+            parts[-1] += f" and {last[0]} after {_minutes(last[1]['minutes'])}"
     sentence = " ".join(parts) + "."
     if test >= 0.01:
         sentence += (
@@ -50,7 +52,11 @@ def verdict(report: dict[str, Any]) -> str:
 
 def _minutes_to(report: dict[str, Any], level: float) -> str:
     hit = next((p for p in report["curve"] if p[3] >= level), None)
-    return f"{hit[0]:.1f} minutes" if hit else f"{report['trained']['minutes']:g} minutes"
+    return _minutes(round(hit[0], 1) if hit else report["trained"]["minutes"])
+
+
+def _minutes(value: float) -> str:
+    return f"{value:g} minute" + ("" if value == 1 else "s")
 
 
 def write_report(report: dict[str, Any], out: Path) -> Path:
