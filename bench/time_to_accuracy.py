@@ -11,6 +11,8 @@ keeps throughput (images/s: the machine and the recipe's arithmetic) apart from 
 
   python bench/time_to_accuracy.py --minutes 12 --recipe new=configs/cpu.yaml
   python bench/time_to_accuracy.py --minutes 12 --recipe new=configs/cpu.yaml --recipe old=configs/cpu-v1.yaml
+  python bench/time_to_accuracy.py --recipe a=configs/cpu.yaml \
+      --recipe b=configs/cpu.yaml,model.cnn_channels=[8,16,32,64],optim.lr=0.003
 
 Writes OUT.json and OUT.png (default bench/results/time_to_accuracy) and prints a table. The
 FLOPs of one training image and this machine's sustained matrix-multiply FLOP/s are measured too,
@@ -23,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -119,7 +122,8 @@ def main() -> None:
     recipes = []
     for spec in args.recipe:
         name, _, rest = spec.partition("=")
-        config, *sets = rest.split(",")
+        # A comma starts a new KEY=VALUE only before a dotted key: list values keep theirs.
+        config, *sets = re.split(r",(?=[A-Za-z_][\w.]*=)", rest)
         recipes.append((name, config, sets))
     side_by_side = len(recipes) > 1
     if side_by_side and len(recipes) > (os.cpu_count() or 1):
