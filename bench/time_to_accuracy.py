@@ -122,7 +122,7 @@ def main() -> None:
     recipes = []
     for spec in args.recipe:
         name, _, rest = spec.partition("=")
-        # A comma starts a new KEY=VALUE only before a dotted key: list values keep theirs.
+        # A comma starts a new KEY=VALUE only where a KEY= follows it: list values keep their commas.
         config, *sets = re.split(r",(?=[A-Za-z_][\w.]*=)", rest)
         recipes.append((name, config, sets))
     side_by_side = len(recipes) > 1
