@@ -62,6 +62,14 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
     sys.exit(code or 0)
 
 
+def let_idle_threads_sleep() -> None:
+    """Before torch loads: idle OpenMP threads sleep instead of spinning. Where render workers share
+    the cores with the trainer, a thread spinning through a step's serial stretches (the recurrent
+    layer's time steps, the optimizer) holds a core a worker could render on: on 2 cores that cost
+    a tenth of the images per second (docs/ablations.md). An OMP_WAIT_POLICY already set wins."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def export_main(argv: Sequence[str] | None = None) -> int:
     from .config import load_config
 
@@ -122,6 +130,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue the run in the run directory")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    let_idle_threads_sleep()
     from .train.loop import train
     from .train.run import resume_config
 
@@ -483,6 +492,7 @@ def train_addon_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="addon.KEY=VALUE", help="override (repeatable)")
     parser.add_argument("--json", help="also write the held-out curve to this JSON file")
     args = parser.parse_args(argv)
+    let_idle_threads_sleep()
     from .train.addons import train_addon
 
     overrides: dict[str, object] = dict(parse_override(s) for s in args.set)
@@ -597,6 +607,7 @@ def audit_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override the recipe")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    let_idle_threads_sleep()
     from .atomic import check_writable
     from .audit.report import write_comparison, write_report
     from .audit.run import Budget, audit_scheme

@@ -2,6 +2,7 @@
 a strided stem)."""
 
 import json
+import os
 import time
 
 import pytest
@@ -151,3 +152,18 @@ def test_lr_factor_follows_a_fitted_total():
     cfg = load_config(SMOKE, {"optim.warmup_steps": 0, "optim.min_lr_ratio": 0.0})
     assert lr_factor(50, cfg, total=100) == pytest.approx(0.5)
     assert lr_factor(100, cfg, total=100) == pytest.approx(0.0)
+
+
+def test_training_commands_let_idle_threads_sleep_unless_told_otherwise(monkeypatch):
+    # Set before torch loads in a fresh process: spinning OpenMP threads would take the cores
+    # the render workers need. A policy the user chose stays.
+    from captcha_stream.cli import audit_main, train_main
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with pytest.raises(CaptchaStreamError, match="missing.yaml"):
+        train_main(["--config", "missing.yaml"])
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    with pytest.raises(CaptchaStreamError, match="missing.yaml"):
+        audit_main(["--config", "missing.yaml", "--minutes", "1", "--out", "unused"])
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
