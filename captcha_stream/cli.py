@@ -66,7 +66,7 @@ def let_idle_threads_sleep() -> None:
     """Before torch loads: idle OpenMP threads sleep instead of spinning. Where render workers share
     the cores with the trainer, a thread spinning through a step's serial stretches (the recurrent
     layer's time steps, the optimizer) holds a core a worker could render on: on 2 cores that cost
-    a tenth of the images per second (docs/ablations.md). An OMP_WAIT_POLICY already set wins."""
+    2-6% of the images per second (docs/ablations.md). An OMP_WAIT_POLICY already set wins."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
