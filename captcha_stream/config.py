@@ -341,6 +341,10 @@ class EvalConfig:
     # forward passes. Not used by the validation runs during training. [] = off.
     tta: list[int] = field(default_factory=list)
     samples: int = 10
+    # Before each validation during training, BatchNorm's statistics are measured anew for the weights
+    # being read, on this many training-stream images (train/batchnorm.py): the running averages lag
+    # weights that move fast at high learning rates. 0 = read with the running averages.
+    bn_refresh: int = 1024
 
     def validate(self, where: str = "eval") -> None:
         if self.test_size < 1:
@@ -357,6 +361,8 @@ class EvalConfig:
             raise CaptchaStreamError(f"{where}.beam: must be >= 0, got {self.beam}")
         if self.samples < 0:
             raise CaptchaStreamError(f"{where}.samples: must be >= 0, got {self.samples}")
+        if self.bn_refresh < 0:
+            raise CaptchaStreamError(f"{where}.bn_refresh: must be >= 0 (0 = off), got {self.bn_refresh}")
 
     def check_sets_apart(self, where: str = "eval") -> None:
         """Refuse a validation set that is the test set. Checked when training starts, not on

@@ -300,6 +300,12 @@ CASES = [
         "train.quiet_images: must be >= 0 (0 = off), got -1",
     ),
     (
+        "bn-refresh-negative",
+        "train",
+        ["--config", SMOKE, "--set", "eval.bn_refresh=-1", "--run-dir", "r-bn"],
+        "eval.bn_refresh: must be >= 0 (0 = off), got -1",
+    ),
+    (
         "quiet-with-train-dir",
         "train",
         ["--config", SMOKE, "--set", "train.quiet_images=100", "--train-dir", "set"],

@@ -10,6 +10,7 @@ straight through.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -28,6 +29,7 @@ from ..config import Config
 from ..data.folder import FolderDataset
 from ..data.frozen import ensure_set
 from ..data.render import Renderer
+from ..data.seeding import derive_seed
 from ..data.stream import CaptchaStream, CtcCollate, FolderStream, IndexedStream
 from ..device import autocast_for, default_workers, pick_device
 from ..errors import CaptchaStreamError
@@ -36,6 +38,7 @@ from ..eval.plot import draw_curve
 from ..model.codec import Codec, ctc_loss
 from ..model.crnn import CRNN
 from . import distributed
+from .batchnorm import calibration_images, has_batchnorm, with_fresh_statistics
 from .budget import Budget
 from .ema import WeightAverage
 from .hard_examples import hardest
@@ -51,6 +54,9 @@ from .run import (
     run_dir_for,
 )
 from .schedule import lr_scale, make_optimizer, make_scheduler
+
+# derive_seed(train.seed, CALIBRATION_STREAM) seeds the images BatchNorm is re-measured on.
+CALIBRATION_STREAM = 7
 
 
 def build_model(cfg: Config) -> tuple[CRNN, Codec]:
@@ -148,6 +154,8 @@ class Trainer:
     runlog: RunLog | None = None
     val_images: torch.Tensor = field(default_factory=lambda: torch.empty(0))
     val_labels: list[str] = field(default_factory=list)
+    # Training-stream images BatchNorm's statistics are measured on before each validation (batchnorm.py).
+    calibration: torch.Tensor | None = None
     evals: list[dict[str, float]] = field(default_factory=list)
     autocast: Any = field(default_factory=contextlib.nullcontext)
     lock: RunLock | None = None
@@ -340,17 +348,45 @@ def load_validation(cfg: Config, log: Callable[[str], None]) -> tuple[torch.Tens
     return load_all(FolderDataset(val_dir, cfg.data), cfg.eval.batch_size)
 
 
+def calibration_set(t: Trainer) -> torch.Tensor:
+    """`eval.bn_refresh` images of the training stream under a seed of their own, made once."""
+    if t.calibration is None:
+        cfg = t.cfg
+        # Its own seed: images the run does not train on, all of the scheme (no quiet curriculum);
+        # a forked RNG: making them draws nothing a resumed run would draw differently.
+        train = dataclasses.replace(
+            cfg.train, seed=derive_seed(cfg.train.seed, CALIBRATION_STREAM), hard_pool=1, quiet_images=0
+        )
+        with torch.random.fork_rng(devices=[]):
+            loader = make_loader(dataclasses.replace(cfg, train=train), t.codec, 0, workers=0, pin=False)
+            t.calibration = calibration_images(loader, cfg.eval.bn_refresh)
+    return t.calibration
+
+
+def as_read(t: Trainer, model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with BatchNorm statistics measured for its present weights (batchnorm.py), unless
+    `eval.bn_refresh` is 0 or it has no BatchNorm."""
+    if t.cfg.eval.bn_refresh == 0 or not has_batchnorm(model):
+        return model
+    cfg = t.cfg
+    images = calibration_set(t)
+    return with_fresh_statistics(
+        model, images, cfg.train.batch_size, t.device, t.autocast, channels_last=cfg.train.channels_last
+    )
+
+
 def validate(t: Trainer) -> None:
     """Read the validation set, log it, and keep best.pt if this is the best reading so far."""
     step, ema = t.counters["step"], t.ema
     # Time and images beside accuracy: time to a given accuracy is read straight from the log.
     images = step * t.cfg.train.batch_size * t.dinfo.world_size
     record: dict[str, Any] = {"step": step, "time": round(t.counters["elapsed"], 2), "images": images}
+    model = as_read(t, t.model)
     if ema is not None:
         # The raw weights too, so every run with an average measures what it gained.
-        raw = run_eval(t.model, t.val_images, t.val_labels, t.codec, t.device, **t.eval_args)
+        raw = run_eval(model, t.val_images, t.val_labels, t.codec, t.device, **t.eval_args)
         record["eval_raw"] = raw.summary()
-    evaluated = ema.model if ema is not None else t.model
+    evaluated = as_read(t, ema.model) if ema is not None else model
     summary = run_eval(evaluated, t.val_images, t.val_labels, t.codec, t.device, **t.eval_args).summary()
     t.evals.append(summary)
     record["eval"] = summary
@@ -364,7 +400,9 @@ def validate(t: Trainer) -> None:
         read_with, accuracy = "model", record["eval_raw"]["full_string_accuracy"]
     if accuracy > t.counters["best_accuracy"]:
         t.counters["best_accuracy"] = accuracy
-        save_checkpoint({**t.state(), "read_with": read_with}, t.run_dir / "best.pt", keep_previous=False)
+        # best.pt holds the statistics its weights were read with.
+        read = {"model": model.state_dict(), **({"ema": evaluated.state_dict()} if ema is not None else {})}
+        save_checkpoint({**t.state(), **read, "read_with": read_with}, t.run_dir / "best.pt", keep_previous=False)
         if read_with == "model" and ema is not None:
             t.log(f"step {step}: best.pt keeps the raw weights ({accuracy:.2%}, ahead of the average)")
     try:
