@@ -14,7 +14,7 @@ RECIPE = """
 model: {cnn_channels: [8, 16], width_pools: 1, rnn: gru, rnn_hidden: 32}
 optim: {lr: 0.003, warmup_steps: 5}
 train: {batch_size: 8, num_workers: 0, log_every: 5, checkpoint_every: 20}
-eval: {batch_size: 32}
+eval: {batch_size: 32, bn_refresh: 64}
 """
 SMALL = ["--set", "eval.val_size=24", "--set", "eval.test_size=24"]
 
