@@ -153,6 +153,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         # The run's own config wins; only what was given on this command line changes it.
         cfg = resume_config(cfg, overrides)
     result = train(cfg, resume=args.resume, progress=not args.no_progress)
+    if not result["main"]:
+        return 0  # under torchrun, rank 0 alone validated and reports
     final = result["final_eval"] or {}
     test = result["test"]
     tested = f"; best.pt (step {test['best_step']}) on the test set {test['full_string_accuracy']:.2%}" if test else ""

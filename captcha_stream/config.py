@@ -214,8 +214,9 @@ class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 500
-    # Cosine decay from lr to lr * min_lr_ratio after the warm-up.
+    # Decay from lr to lr * min_lr_ratio after the warm-up: cosine, or linear (a straight line).
     min_lr_ratio: float = 0.01
+    decay: str = "cosine"
     grad_clip: float = 5.0
     # How lr grows with torchrun's world size (the global batch is batch_size x ranks):
     # sqrt (the usual rule for Adam), linear, or none.
@@ -224,6 +225,8 @@ class OptimConfig:
     def validate(self, where: str = "optim") -> None:
         if self.lr_scaling not in ("sqrt", "linear", "none"):
             raise CaptchaStreamError(f"{where}.lr_scaling: must be sqrt, linear or none, got {self.lr_scaling!r}")
+        if self.decay not in ("cosine", "linear"):
+            raise CaptchaStreamError(f"{where}.decay: must be cosine or linear, got {self.decay!r}")
         if not self.lr > 0:
             raise CaptchaStreamError(f"{where}.lr: must be > 0, got {self.lr}")
         if self.weight_decay < 0:

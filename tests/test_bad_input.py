@@ -110,6 +110,12 @@ CASES = [
     ("wrong-type-bool", "train", ["--config", SMOKE, "--set", "train.amp=maybe"], "train.amp: expected true or false"),
     ("negative-steps", "train", ["--config", SMOKE, "--steps", "-5"], "train.steps: must be at least 1, got -5"),
     ("zero-batch", "train", ["--config", SMOKE, "--batch-size", "0"], "train.batch_size: must be at least 1, got 0"),
+    (
+        "decay-unknown",
+        "train",
+        ["--config", SMOKE, "--set", "optim.decay=step"],
+        "optim.decay: must be cosine or linear",
+    ),
     ("lr-zero", "train", ["--config", SMOKE, "--set", "optim.lr=0"], "optim.lr: must be > 0"),
     (
         "tta-negative",

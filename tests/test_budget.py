@@ -154,6 +154,18 @@ def test_lr_factor_follows_a_fitted_total():
     assert lr_factor(100, cfg, total=100) == pytest.approx(0.0)
 
 
+def test_linear_decay_is_a_straight_line_to_the_floor():
+    cfg = load_config(SMOKE, {"optim.warmup_steps": 10, "optim.min_lr_ratio": 0.1, "optim.decay": "linear"})
+    assert lr_factor(4, cfg, total=110) == pytest.approx(0.5)  # warm-up unchanged
+    assert [lr_factor(s, cfg, total=110) for s in (10, 35, 60, 85, 110, 200)] == pytest.approx(
+        [1.0, 0.775, 0.55, 0.325, 0.1, 0.1]
+    )
+    cosine = load_config(SMOKE, {"optim.warmup_steps": 10, "optim.min_lr_ratio": 0.1})
+    # A quarter of the way, the cosine is still higher; three quarters of the way, lower.
+    assert lr_factor(35, cosine, total=110) > lr_factor(35, cfg, total=110)
+    assert lr_factor(85, cosine, total=110) < lr_factor(85, cfg, total=110)
+
+
 def test_training_commands_let_idle_threads_sleep_unless_told_otherwise(monkeypatch):
     # Set before torch loads in a fresh process: spinning OpenMP threads would take the cores
     # the render workers need. A policy the user chose stays.

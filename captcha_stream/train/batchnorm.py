@@ -24,8 +24,12 @@ import torch
 from torch import nn
 
 
+def _norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return bool(_norms(model))
 
 
 def calibration_images(batches: Iterable[Any], n: int) -> torch.Tensor:
@@ -52,8 +56,7 @@ def with_fresh_statistics(
     """A copy of `model` (in eval mode) whose BatchNorm layers hold the mean and variance of their
     inputs over `images`, computed as in training (batches of `batch_size`, under `autocast`)."""
     fresh = copy.deepcopy(model).eval()
-    norms = [m for m in fresh.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for norm in norms:
+    for norm in _norms(fresh):
         norm.reset_running_stats()
         # None: a plain average over all the batches, not an exponential one.
         norm.momentum = None

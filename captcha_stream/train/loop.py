@@ -221,6 +221,7 @@ def _run(t: Trainer, ckpt: dict[str, Any] | None, resume: bool, progress: bool) 
     return {
         **t.counters,
         "run_dir": str(t.run_dir),
+        "main": t.main,
         "last": last,
         "final_eval": t.evals[-1] if t.evals else None,
         "test": test,

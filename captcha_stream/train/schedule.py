@@ -11,12 +11,14 @@ from ..config import Config
 
 
 def lr_factor(step: int, cfg: Config, total: int | None = None) -> float:
-    """Linear warm-up, then cosine decay to min_lr_ratio at the last step (`total`, else train.steps)."""
+    """Linear warm-up, then a cosine (or linear) decay to min_lr_ratio at the last step (`total`, else train.steps)."""
     warm, floor = cfg.optim.warmup_steps, cfg.optim.min_lr_ratio
     total = cfg.train.steps if total is None else total
     if warm and step < warm:
         return (step + 1) / warm
     progress = min(1.0, (step - warm) / max(1, total - warm))
+    if cfg.optim.decay == "linear":
+        return floor + (1 - floor) * (1 - progress)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
