@@ -190,6 +190,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         raise CaptchaStreamError(f"--sheet-count: must be >= 1, got {args.sheet_count}")
     if args.samples is not None and args.samples < 0:
         raise CaptchaStreamError(f"--samples: must be >= 0, got {args.samples}")
+    if args.bn_refresh < 0:
+        raise CaptchaStreamError(f"--bn-refresh: must be >= 0 (0 = off), got {args.bn_refresh}")
     from .atomic import check_writable
 
     ckpt = find_checkpoint(args.checkpoint)
@@ -209,8 +211,10 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         device=args.device,
         progress=not args.no_progress,
+        prepare=_bn_refresh(args.bn_refresh),
     )
-    print(f"checkpoint {ckpt} (step {ev.step}), data {ev.data_dir}, {ev.decoding} decoding")
+    measured = f", BatchNorm measured on {args.bn_refresh} stream images" if args.bn_refresh else ""
+    print(f"checkpoint {ckpt} (step {ev.step}), data {ev.data_dir}, {ev.decoding} decoding{measured}")
     samples = ev.cfg.eval.samples if args.samples is None else args.samples
     print(format_report(ev.results, samples, args.confusions))
     _evaluate_outputs(args, ckpt, ev.data_dir, ev.paths, ev.results)
@@ -225,6 +229,14 @@ def default_view(ckpt: Path, data_dir: Path) -> Path:
     if ckpt.resolve().parent == WEIGHTS.resolve():
         return Path(f"view-{ckpt.stem}-{data_dir.name}.html")
     return ckpt.parent / f"view-{data_dir.name}.html"
+
+
+def _bn_refresh(n: int) -> Callable[..., Any] | None:
+    if n == 0:
+        return None
+    from .train.loop import with_measured_statistics
+
+    return lambda model, cfg, device: with_measured_statistics(model, cfg, device, n)
 
 
 def _evaluate_parser() -> argparse.ArgumentParser:
@@ -242,6 +254,14 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sheet", metavar="PNG", help="write the first mistakes (then hits) as one PNG picture")
     parser.add_argument("--sheet-count", type=int, default=24, help="captchas on the --sheet picture (default 24)")
     parser.add_argument("--beam", type=int, default=None, help="beam width (0 = greedy; default from config)")
+    parser.add_argument(
+        "--bn-refresh",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure BatchNorm statistics anew on N training-stream images first: for a last.pt saved "
+        "mid-run, whose running averages lag its weights (best.pt already holds measured ones; 0 = off)",
+    )
     parser.add_argument(
         "--no-length-prior",
         action="store_true",

@@ -187,6 +187,7 @@ CASES = [
         ["--checkpoint", CKPT, "--data", "set", "--labels", "emptylabel.csv"],
         "emptylabel.csv:1: empty label for 000000.png",
     ),
+    ("bn-refresh-negative", "evaluate", ["--checkpoint", CKPT, "--bn-refresh", "-1"], "--bn-refresh: must be >= 0"),
     (
         "malformed-row",
         "evaluate",

@@ -8,7 +8,12 @@ import pytest
 import torch
 from torch import nn
 
+from captcha_stream.cli import evaluate_main
+from captcha_stream.errors import CaptchaStreamError
+from captcha_stream.eval.evaluation import evaluate_checkpoint
+from captcha_stream.reader.build import model_from_checkpoint
 from captcha_stream.train.batchnorm import calibration_images, has_batchnorm, with_fresh_statistics
+from captcha_stream.train.loop import with_measured_statistics
 
 from .test_train import logged, quiet_train, smoke
 
@@ -107,3 +112,31 @@ def test_resume_equals_uninterrupted_when_statistics_were_measured_before_the_st
     assert all(again[s] == straight[s] for s in again)
     evals = {r["step"]: r["eval"] for r in logged(resumed_dir) if "eval" in r}
     assert evals[8] == {r["step"]: r["eval"] for r in logged(tmp_path / "run") if "eval" in r}[8]
+
+
+def test_evaluate_reads_a_mid_run_checkpoint_as_validation_did(tmp_path, capsys):
+    # One validation at the last step: last.pt holds the running averages, best.pt the same weights
+    # with the statistics validation measured. `evaluate --bn-refresh` must measure the same ones.
+    cfg = smoke(tmp_path, **{"train.steps": 4, "train.eval_every": 4, "eval.bn_refresh": 32})
+    quiet_train(cfg)
+    run = tmp_path / "run"
+    best_stats, _ = _buffers_and_weights(run / "best.pt")
+    model, ckpt_cfg, _ = model_from_checkpoint(run / "last.pt")
+    measured = with_measured_statistics(model, ckpt_cfg, torch.device("cpu"), 32).state_dict()
+    for name, value in best_stats.items():
+        assert torch.allclose(measured[name].float(), value.float(), atol=1e-5), name
+
+    def refresh(m, c, d):
+        return with_measured_statistics(m, c, d, 32)
+
+    validation = [r["eval"] for r in logged(run) if "eval" in r][-1]
+    read = evaluate_checkpoint(run / "last.pt", data=tmp_path / "val", progress=False, prepare=refresh)
+    assert read.results.summary() == pytest.approx(validation)
+    args = ["--checkpoint", str(run / "last.pt"), "--data", str(tmp_path / "val"), "--no-progress"]
+    assert evaluate_main([*args, "--bn-refresh", "32", "--samples", "0"]) == 0
+    said = capsys.readouterr().out
+    assert "BatchNorm measured on 32 stream images" in said
+    # What validation logged at that step (CER tells a 4-step model's readings apart; accuracy is 0).
+    assert f"CER                        {validation['cer']:.2%}" in said
+    with pytest.raises(CaptchaStreamError, match="--bn-refresh: must be at least 1"):
+        with_measured_statistics(model, ckpt_cfg, torch.device("cpu"), 0)

@@ -61,6 +61,21 @@ def test_a_minutes_run_ends_on_time_with_a_checkpoint_and_an_annealed_schedule(t
     assert seconds < 15 + 20  # start-up and the final test reading on top
 
 
+def test_a_budget_that_runs_out_between_log_records_still_logs_the_last_step(tmp_path, monkeypatch):
+    # Time runs out at step 33 (the fit says "end now"), which is no multiple of log_every: the run
+    # ends there, and its last window is logged and checkpointed, as at any planned end.
+    def fit(self, step, elapsed):
+        return step if step >= 33 else self.limit_steps
+
+    monkeypatch.setattr(Budget, "fit", fit)
+    cfg = smoke(tmp_path, **{"train.minutes": 5.0, "train.steps": 10**7, "train.log_every": 10})
+    result = quiet(cfg)
+    records = logged(tmp_path / "run")
+    assert result["step"] == 33
+    assert [r["step"] for r in records if "loss" in r] == [10, 20, 30, 33]
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 33
+
+
 def test_the_step_limit_wins_when_it_comes_first(tmp_path):
     cfg = smoke(tmp_path, **{"train.minutes": 5.0, "train.steps": 30})
     assert quiet(cfg)["step"] == 30

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,9 +152,11 @@ def evaluate_checkpoint(
     batch_size: int | None = None,
     device: str = "auto",
     progress: bool = True,
+    prepare: Callable[[torch.nn.Module, Config, torch.device], torch.nn.Module] | None = None,
 ) -> Evaluation:
     """Read a labelled folder (default: the checkpoint config's test set, exported if missing) with
-    a checkpoint; `beam`, `tta` and `batch_size` default to the checkpoint config's."""
+    a checkpoint; `beam`, `tta` and `batch_size` default to the checkpoint config's. `prepare`, if
+    given, changes the model before it reads (e.g. re-measured BatchNorm statistics)."""
     from ..config import check_tta
     from ..data.folder import FolderDataset
     from ..data.frozen import ensure_set
@@ -174,6 +176,8 @@ def evaluate_checkpoint(
     data_dir = Path(data) if data else ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed)
     dataset = FolderDataset(data_dir, cfg.data, labels)
     model.to(torch_device)
+    if prepare is not None:
+        model = prepare(model, cfg, torch_device)
     batch = batch_size or cfg.eval.batch_size
     images, truths = load_all(dataset, batch, progress=progress)
     lengths = cfg.beam_lengths()

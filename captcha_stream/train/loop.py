@@ -349,19 +349,38 @@ def load_validation(cfg: Config, log: Callable[[str], None]) -> tuple[torch.Tens
     return load_all(FolderDataset(val_dir, cfg.data), cfg.eval.batch_size)
 
 
+def stream_calibration(cfg: Config, codec: Codec, n: int) -> torch.Tensor:
+    """`n` images of the config's training data under a seed of their own."""
+    # Its own seed: images the run does not train on, all of the scheme (no quiet curriculum);
+    # a forked RNG: making them draws nothing a resumed run would draw differently.
+    train = dataclasses.replace(
+        cfg.train, seed=derive_seed(cfg.train.seed, CALIBRATION_STREAM), hard_pool=1, quiet_images=0
+    )
+    with torch.random.fork_rng(devices=[]):
+        loader = make_loader(dataclasses.replace(cfg, train=train), codec, 0, workers=0, pin=False)
+        return calibration_images(loader, n)
+
+
 def calibration_set(t: Trainer) -> torch.Tensor:
-    """`eval.bn_refresh` images of the training stream under a seed of their own, made once."""
+    """`eval.bn_refresh` images of the training stream, made once per run."""
     if t.calibration is None:
-        cfg = t.cfg
-        # Its own seed: images the run does not train on, all of the scheme (no quiet curriculum);
-        # a forked RNG: making them draws nothing a resumed run would draw differently.
-        train = dataclasses.replace(
-            cfg.train, seed=derive_seed(cfg.train.seed, CALIBRATION_STREAM), hard_pool=1, quiet_images=0
-        )
-        with torch.random.fork_rng(devices=[]):
-            loader = make_loader(dataclasses.replace(cfg, train=train), t.codec, 0, workers=0, pin=False)
-            t.calibration = calibration_images(loader, cfg.eval.bn_refresh)
+        t.calibration = stream_calibration(t.cfg, t.codec, t.cfg.eval.bn_refresh)
     return t.calibration
+
+
+def with_measured_statistics(
+    model: torch.nn.Module, cfg: Config, device: torch.device, n: int, where: str = "--bn-refresh"
+) -> torch.nn.Module:
+    """A checkpoint's CRNN read as validation reads it: BatchNorm statistics measured for its
+    weights on `n` images of its training data (for a checkpoint saved mid-run, whose running
+    averages lag its weights)."""
+    if n < 1:
+        raise CaptchaStreamError(f"{where}: must be at least 1 image, got {n}")
+    if not isinstance(model, CRNN):
+        raise CaptchaStreamError(f"{where}: measures a plain reader's statistics; this checkpoint holds more stages")
+    images = stream_calibration(cfg, Codec(cfg.data.charset), n)
+    autocast = autocast_for(device, cfg.train.amp)
+    return with_fresh_statistics(model, images, cfg.train.batch_size, device, autocast, cfg.train.channels_last)
 
 
 def as_read(t: Trainer, model: torch.nn.Module) -> torch.nn.Module:
@@ -567,12 +586,8 @@ def after_step(t: Trainer, bar: tqdm, began: float, steps_in_run: int) -> dict[s
     returns the window logged, if one was."""
     cfg, counters, step = t.cfg, t.counters, t.counters["step"]
     bar.update(1)
-    last = None
-    if step % cfg.train.log_every == 0 or step == t.last_step():
-        last = t.window.record(t, time.perf_counter() - t.clock)
-        bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{last['img_per_s']:.0f}")
-        t.window = Window()
     counters["elapsed"] = time.perf_counter() - t.clock
+    # Refit first: a budget that runs out ends the run at this step, which must then be logged.
     if t.budget is not None:
         t.budget.add_step(time.perf_counter() - began, steps_in_run)
         counters["step_seconds"], counters["eval_seconds"] = t.budget.step_seconds, t.budget.eval_seconds
@@ -582,6 +597,11 @@ def after_step(t: Trainer, bar: tqdm, began: float, steps_in_run: int) -> dict[s
             counters["planned_steps"] = int(-distributed.reduce_max(t.dinfo, [-float(fitted)], t.device)[0])
             bar.total = counters["planned_steps"]
     end_of_run = step == t.last_step()
+    last = None
+    if step % cfg.train.log_every == 0 or end_of_run:
+        last = t.window.record(t, time.perf_counter() - t.clock)
+        bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{last['img_per_s']:.0f}")
+        t.window = Window()
     if t.main and (step % cfg.train.eval_every == 0 or end_of_run or timed_eval_due(t)):
         evaluated = time.perf_counter()
         validate(t)
