@@ -140,3 +140,6 @@ def test_evaluate_reads_a_mid_run_checkpoint_as_validation_did(tmp_path, capsys)
     assert f"CER                        {validation['cer']:.2%}" in said
     with pytest.raises(CaptchaStreamError, match="--bn-refresh: must be at least 1"):
         with_measured_statistics(model, ckpt_cfg, torch.device("cpu"), 0)
+    # A reader wrapped in further stages (a denoiser, a second look) is refused by name, not half-measured.
+    with pytest.raises(CaptchaStreamError, match="--bn-refresh: .*holds more stages"):
+        with_measured_statistics(nn.Sequential(model), ckpt_cfg, torch.device("cpu"), 32)

@@ -368,16 +368,16 @@ def calibration_set(t: Trainer) -> torch.Tensor:
     return t.calibration
 
 
-def with_measured_statistics(
-    model: torch.nn.Module, cfg: Config, device: torch.device, n: int, where: str = "--bn-refresh"
-) -> torch.nn.Module:
+def with_measured_statistics(model: torch.nn.Module, cfg: Config, device: torch.device, n: int) -> torch.nn.Module:
     """A checkpoint's CRNN read as validation reads it: BatchNorm statistics measured for its
     weights on `n` images of its training data (for a checkpoint saved mid-run, whose running
     averages lag its weights)."""
     if n < 1:
-        raise CaptchaStreamError(f"{where}: must be at least 1 image, got {n}")
+        raise CaptchaStreamError(f"--bn-refresh: must be at least 1 image, got {n}")
     if not isinstance(model, CRNN):
-        raise CaptchaStreamError(f"{where}: measures a plain reader's statistics; this checkpoint holds more stages")
+        raise CaptchaStreamError(
+            "--bn-refresh: measures a plain reader's statistics; this checkpoint holds more stages"
+        )
     images = stream_calibration(cfg, Codec(cfg.data.charset), n)
     autocast = autocast_for(device, cfg.train.amp)
     return with_fresh_statistics(model, images, cfg.train.batch_size, device, autocast, cfg.train.channels_last)
