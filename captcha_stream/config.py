@@ -171,26 +171,34 @@ MODEL_DATA_KEYS = ("charset", "width", "height", "channels")
 
 @dataclass
 class ModelConfig:
-    # Output channels of each convolution stage; each stage halves the height, and the
-    # first `width_pools` stages also halve the width (so time steps = width / 2**width_pools).
+    # Output channels of each convolution stage; each pooling stage halves the height, and the
+    # first `width_pools` of them also halve the width (so time steps = width / 2**width_pools).
     cnn_channels: list[int] = field(default_factory=lambda: [64, 128, 256, 256])
     width_pools: int = 2
     # The first convolution's stride (both axes): 2 reads the image at half resolution from the
     # start, a quarter of the arithmetic in every stage after it (time steps = width / stride / 2**width_pools).
     stem_stride: int = 1
+    # false: the first stage has no max pool, its stride alone downsamples (a kernel of
+    # 2 * stride - 1 for strides 3 and 4, so every pixel is read). Its full-resolution activations, the costliest
+    # memory traffic of the network, are never made.
+    stem_pool: bool = True
     rnn: str = "lstm"
     rnn_hidden: int = 256
     rnn_layers: int = 2
     bidirectional: bool = True
     dropout: float = 0.1
 
+    @property
+    def pooling_stages(self) -> int:
+        return len(self.cnn_channels) - (0 if self.stem_pool else 1)
+
     def validate(self, where: str = "model") -> None:
         if not self.cnn_channels or any(c < 1 for c in self.cnn_channels):
             raise CaptchaStreamError(f"{where}.cnn_channels: needs at least one positive channel count")
-        if not 0 <= self.width_pools <= len(self.cnn_channels):
+        if not 0 <= self.width_pools <= self.pooling_stages:
             raise CaptchaStreamError(
-                f"{where}.width_pools: must be between 0 and len(cnn_channels)={len(self.cnn_channels)}, "
-                f"got {self.width_pools}"
+                f"{where}.width_pools: must be between 0 and the number of pooling stages "
+                f"({self.pooling_stages}: len(cnn_channels), less one when stem_pool is false), got {self.width_pools}"
             )
         if self.stem_stride not in (1, 2, 3, 4):
             raise CaptchaStreamError(f"{where}.stem_stride: must be 1, 2, 3 or 4, got {self.stem_stride}")

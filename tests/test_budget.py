@@ -20,6 +20,8 @@ from captcha_stream.train.schedule import lr_factor
 
 from .test_train import SMOKE, logged, smoke
 
+CPU = "configs/cpu.yaml"
+
 
 def quiet(cfg):
     return train(cfg, progress=False, log=lambda s: None)
@@ -161,6 +163,38 @@ def test_a_strided_stem_reads_at_half_resolution():
     narrow = load_config(SMOKE, {"model.stem_stride": 4, "data.max_length": 5})
     with pytest.raises(CaptchaStreamError, match="stem_stride"):
         CRNN(narrow.data, narrow.model, 11)
+
+
+def test_an_unpooled_stem_reads_every_pixel_and_keeps_the_geometry(tmp_path):
+    pooled = load_config(CPU, {"model.stem_stride": 2, "model.width_pools": 2})
+    unpooled = load_config(CPU, {"model.stem_stride": 4, "model.stem_pool": False, "model.width_pools": 1})
+    a = CRNN(pooled.data, pooled.model, 63)
+    b = CRNN(unpooled.data, unpooled.model, 63)
+    # The same time steps and feature rows as the pooled stride-2 stem: only the stem differs.
+    assert output_steps(unpooled.data, unpooled.model) == output_steps(pooled.data, pooled.model) == 35
+    assert b.feature_height == a.feature_height
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in b.features[0])
+    stem = b.features[0][0]
+    assert (stem.kernel_size, stem.stride) == ((7, 7), (4, 4))  # a 3x3 kernel at stride 4 would skip pixels
+    images = torch.zeros(2, 1, pooled.data.height, pooled.data.width, dtype=torch.uint8)
+    assert b(images).shape == a(images).shape
+    # Every input pixel reaches the stem's output: a gradient for each one.
+    x = torch.rand(1, 1, pooled.data.height, pooled.data.width, requires_grad=True)
+    stem(x).sum().backward()
+    assert bool((x.grad != 0).all())
+    three = load_config(CPU, {"model.stem_stride": 3, "model.stem_pool": False, "model.width_pools": 1})
+    stem3 = CRNN(three.data, three.model, 63).features[0][0]
+    x.grad = None
+    stem3(x).sum().backward()
+    assert stem3.kernel_size == (5, 5) and bool((x.grad != 0).all())
+    with pytest.raises(CaptchaStreamError, match="model.width_pools: .* pooling stages .* got 4"):
+        load_config(CPU, {"model.stem_pool": False, "model.width_pools": 4})
+    # It trains end to end like any other model (bf16 and channels_last as cpu.yaml uses them).
+    cfg = smoke(
+        tmp_path, **{"train.steps": 3, "model.stem_stride": 4, "model.stem_pool": False, "model.width_pools": 0}
+    )
+    quiet(cfg)
+    assert (tmp_path / "run" / "last.pt").exists()
 
 
 def test_lr_factor_follows_a_fitted_total():

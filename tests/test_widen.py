@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from captcha_stream.config import load_config
+from captcha_stream.errors import CaptchaStreamError
 from captcha_stream.model.crnn import CRNN
 from captcha_stream.tools.widen import widen_state
 
@@ -56,6 +57,23 @@ def test_wider_copy_reads_exactly_as_the_original(rnn, layers, bidirectional, mo
     x = images(old_cfg)
     with torch.no_grad():
         assert torch.allclose(old(x), wide(x), atol=1e-5)
+
+
+def test_a_model_with_an_unpooled_stem_widens_exactly_and_keeps_its_stem():
+    stem = {"model.stem_stride": 4, "model.stem_pool": False, "model.width_pools": 1}
+    old_cfg = load_config(SMOKE, stem)
+    new_cfg = dataclasses.replace(old_cfg, model=dataclasses.replace(old_cfg.model, cnn_channels=[12, 24]))
+    old = trained_looking(old_cfg)
+    wide = CRNN(new_cfg.data, new_cfg.model, CLASSES)
+    wide.load_state_dict(widen_state(old.state_dict(), old_cfg, new_cfg, CLASSES))
+    old.eval()
+    wide.eval()
+    x = images(old_cfg)
+    with torch.no_grad():
+        assert torch.allclose(old(x), wide(x), atol=1e-5)
+    pooled = dataclasses.replace(new_cfg, model=dataclasses.replace(new_cfg.model, stem_pool=True))
+    with pytest.raises(CaptchaStreamError, match="model.stem_pool: widening keeps it"):
+        widen_state(old.state_dict(), old_cfg, pooled, CLASSES)
 
 
 def test_training_brings_the_new_units_into_use():

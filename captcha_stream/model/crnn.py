@@ -12,16 +12,27 @@ from ..config import DataConfig, ModelConfig
 from ..errors import CaptchaStreamError
 
 
-def _stage(c_in: int, c_out: int, convs: int, pool: tuple[int, int], stride: int = 1) -> nn.Sequential:
+def _stage(
+    c_in: int, c_out: int, convs: int, pool: tuple[int, int] | None, stride: int = 1, kernel: int = 3
+) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(convs):
+        k = kernel if i == 0 else 3
         layers += [
-            nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, stride=stride if i == 0 else 1, padding=1, bias=False),
+            nn.Conv2d(c_in if i == 0 else c_out, c_out, k, stride=stride if i == 0 else 1, padding=k // 2, bias=False),
             nn.BatchNorm2d(c_out),
             nn.ReLU(inplace=True),
         ]
-    layers.append(nn.MaxPool2d(pool, pool, ceil_mode=True))
+    if pool is not None:
+        layers.append(nn.MaxPool2d(pool, pool, ceil_mode=True))
     return nn.Sequential(*layers)
+
+
+def _stem_kernel(model: ModelConfig) -> int:
+    # Without a pool after it, a stride above 2 would skip pixels with a 3x3 kernel. A kernel of
+    # 2 * stride - 1 (padding stride - 1) reads every pixel up to the last row and column and,
+    # like any odd kernel with padding kernel // 2, gives ceil(size / stride) outputs, as the pooled stem does.
+    return 3 if model.stem_pool or model.stem_stride <= 2 else 2 * model.stem_stride - 1
 
 
 def output_steps(data: DataConfig, model: ModelConfig) -> int:
@@ -52,13 +63,18 @@ class CRNN(nn.Module):
         stages = []
         c_in = data.channels
         height = -(-data.height // model.stem_stride)
+        pools = 0
         for i, c_out in enumerate(model.cnn_channels):
-            # Early stages pool both axes; later ones keep the width, which becomes time.
-            pool = (2, 2) if i < model.width_pools else (2, 1)
-            stride = model.stem_stride if i == 0 else 1
-            stages.append(_stage(c_in, c_out, 1 if i < 2 else 2, pool, stride))
+            # Early pooling stages pool both axes; later ones keep the width, which becomes time.
+            pool: tuple[int, int] | None = (2, 2) if pools < model.width_pools else (2, 1)
+            if i == 0 and not model.stem_pool:
+                pool = None
+            stride, kernel = (model.stem_stride, _stem_kernel(model)) if i == 0 else (1, 3)
+            stages.append(_stage(c_in, c_out, 1 if i < 2 else 2, pool, stride, kernel))
             c_in = c_out
-            height = -(-height // 2)
+            if pool is not None:
+                pools += 1
+                height = -(-height // 2)
         self.features = nn.Sequential(*stages)
         self.feature_height = height
         rnn_cls = nn.LSTM if model.rnn == "lstm" else nn.GRU
