@@ -28,6 +28,15 @@ def _stage(
     return nn.Sequential(*layers)
 
 
+def _pools(model: ModelConfig) -> list[tuple[int, int] | None]:
+    """Each stage's max pool. Early pooling stages pool both axes; later ones keep the width,
+    which becomes time; an unpooled stem has none."""
+    pools: list[tuple[int, int] | None] = [None] if not model.stem_pool else []
+    for k in range(model.pooling_stages):
+        pools.append((2, 2) if k < model.width_pools else (2, 1))
+    return pools
+
+
 def _stem_kernel(model: ModelConfig) -> int:
     # Without a pool after it, a stride above 2 would skip pixels with a 3x3 kernel. A kernel of
     # 2 * stride - 1 (padding stride - 1) reads every pixel up to the last row and column and,
@@ -63,17 +72,11 @@ class CRNN(nn.Module):
         stages = []
         c_in = data.channels
         height = -(-data.height // model.stem_stride)
-        pools = 0
-        for i, c_out in enumerate(model.cnn_channels):
-            # Early pooling stages pool both axes; later ones keep the width, which becomes time.
-            pool: tuple[int, int] | None = (2, 2) if pools < model.width_pools else (2, 1)
-            if i == 0 and not model.stem_pool:
-                pool = None
+        for i, (c_out, pool) in enumerate(zip(model.cnn_channels, _pools(model))):
             stride, kernel = (model.stem_stride, _stem_kernel(model)) if i == 0 else (1, 3)
             stages.append(_stage(c_in, c_out, 1 if i < 2 else 2, pool, stride, kernel))
             c_in = c_out
             if pool is not None:
-                pools += 1
                 height = -(-height // 2)
         self.features = nn.Sequential(*stages)
         self.feature_height = height
