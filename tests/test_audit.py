@@ -77,11 +77,24 @@ def test_compare_puts_schemes_on_one_chart(files, capsys):
         (["--config", "s.yaml", "--out", "x"], "give a budget"),
         (["--config", "s.yaml", "--out", "x", "--minutes", "-1"], "--minutes: must be a positive"),
         (["--config", "s.yaml", "--out", "x", "--minutes", "1", "--steps", "3"], "give a budget"),
+        (["--config", "s.yaml", "--out", "x", "--steps", "3", "--points", "0"], "--points: must be a number"),
     ],
 )
 def test_bad_audit_arguments(argv, message):
     with pytest.raises(CaptchaStreamError, match=message):
         audit_main(argv)
+
+
+def test_points_set_how_often_the_budget_is_validated(files):
+    from captcha_stream.audit.run import Budget, recipe_config
+
+    scheme, recipe = files / "scheme.yaml", str(files / "recipe.yaml")
+    cfg, _ = recipe_config(scheme, Budget(steps=40, points=4), files / "a", recipe, {})
+    assert cfg.train.eval_every == 10 and cfg.train.minutes == 0
+    cfg, _ = recipe_config(scheme, Budget(minutes=12, points=24), files / "b", recipe, {})
+    assert cfg.train.eval_minutes == 0.5 and cfg.train.minutes == 12
+    cfg, _ = recipe_config(scheme, Budget(minutes=12), files / "c", recipe, {})
+    assert cfg.train.eval_minutes == 1.2  # ten points unless told
 
 
 def test_verdict_reads_as_plain_words():

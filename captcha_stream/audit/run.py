@@ -22,7 +22,7 @@ from ..eval.time_to import curve, time_to
 # The recipes an audit trains with: the fastest known way to a good reader on each kind of machine.
 CPU_RECIPE = "cpu"
 GPU_RECIPE = "stream"
-# Validations per budget: the points of the learning curve.
+# Validations per budget by default: the points of the learning curve.
 POINTS = 10
 
 
@@ -30,6 +30,8 @@ POINTS = 10
 class Budget:
     minutes: float = 0.0
     steps: int = 0
+    # Each validation costs a read of 1000 captchas: more points draw a finer curve from less training.
+    points: int = POINTS
 
     def describe(self) -> str:
         return f"{self.minutes:g} minutes" if self.minutes else f"{self.steps} steps"
@@ -54,10 +56,10 @@ def recipe_config(
     }
     if budget.minutes:
         overrides.update({"train.minutes": budget.minutes, "train.steps": 10**9})
-        overrides["train.eval_minutes"] = max(0.05, budget.minutes / POINTS)
+        overrides["train.eval_minutes"] = max(0.05, budget.minutes / budget.points)
     else:
         overrides.update({"train.minutes": 0.0, "train.steps": budget.steps})
-        overrides["train.eval_every"] = max(1, budget.steps // POINTS)
+        overrides["train.eval_every"] = max(1, budget.steps // budget.points)
     cfg = load_config(resolve_config(name), {**overrides, **sets})
     cfg.data = scheme_cfg.data
     cfg.name = scheme_cfg.name
