@@ -624,7 +624,7 @@ def audit_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compare", nargs="+", metavar="SCHEME.yaml", help="audit several schemes, one chart")
     parser.add_argument("--minutes", type=float, help="wall-time budget per scheme")
     parser.add_argument("--steps", type=int, help="a step budget instead of minutes")
-    parser.add_argument("--points", type=int, default=10, help="validations over the budget: the curve's points (10)")
+    parser.add_argument("--points", type=int, help="validations over the budget: the curve's points (default 10)")
     parser.add_argument("--out", required=True, help="folder for the report (one subfolder per scheme with --compare)")
     parser.add_argument("--recipe", help="the training recipe's config (default: cpu, or stream with a GPU)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override the recipe")
@@ -633,7 +633,7 @@ def audit_main(argv: Sequence[str] | None = None) -> int:
     let_idle_threads_sleep()
     from .atomic import check_writable
     from .audit.report import write_comparison, write_report
-    from .audit.run import Budget, audit_scheme
+    from .audit.run import POINTS, Budget, audit_scheme
     from .config import parse_override
 
     if bool(args.config) == bool(args.compare):
@@ -644,7 +644,7 @@ def audit_main(argv: Sequence[str] | None = None) -> int:
         raise CaptchaStreamError(f"--minutes: must be a positive number of minutes, got {args.minutes}")
     if args.steps is not None and args.steps < 1:
         raise CaptchaStreamError(f"--steps: must be at least 1, got {args.steps}")
-    if not 1 <= args.points <= 1000:
+    if args.points is not None and not 1 <= args.points <= 1000:
         raise CaptchaStreamError(f"--points: must be a number of validations from 1 to 1000, got {args.points}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -654,7 +654,7 @@ def audit_main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         raise CaptchaStreamError(f"--out: cannot make {out} ({exc.strerror or exc})") from None
     check_writable(out / "report.json", "--out")
-    budget = Budget(minutes=args.minutes or 0.0, steps=args.steps or 0, points=args.points)
+    budget = Budget(minutes=args.minutes or 0.0, steps=args.steps or 0, points=args.points or POINTS)
     sets = dict(parse_override(s) for s in args.set)
     schemes = [resolve_config(c) for c in (args.compare or [args.config])]
     names = [s.stem for s in schemes]
