@@ -136,8 +136,29 @@ def test_no_autocast_when_amp_is_off_or_the_hardware_lacks_bf16(monkeypatch):
     from captcha_stream import device
 
     assert isinstance(autocast_for(torch.device("cpu"), False), contextlib.nullcontext)
+    assert device.precision(torch.device("cpu"), False) == ("float32", "train.amp is false")
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
     assert isinstance(device.autocast_for(torch.device("cpu"), True), contextlib.nullcontext)
+    assert device.precision(torch.device("cpu"), True)[0] == "float32"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_run_says_which_arithmetic_it_trains_in(tmp_path, monkeypatch, native):
+    # Forced both ways, so the bf16 path is exercised on any CPU (emulated where there is no native bf16).
+    from captcha_stream import device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
+    cfg = smoke(tmp_path, **{"train.steps": 4, "train.amp": True, "model.stem_stride": 1})
+    lines: list[str] = []
+    train(cfg, progress=False, log=lines.append)
+    expected = "bf16" if native else "float32"
+    said = [line for line in lines if line.startswith("arithmetic: ")]
+    assert len(said) == 1 and said[0].startswith(f"arithmetic: {expected} (")
+    assert ("no native bf16" in said[0]) is not native
+    start = next(rec for rec in logged(tmp_path / "run") if rec.get("event") == "start")
+    assert start["precision"] == expected
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert all(t.dtype == torch.float32 for t in state["model"].values() if t.is_floating_point())
 
 
 def test_channels_last_trains_and_reads_like_the_default_layout(tmp_path):

@@ -31,7 +31,7 @@ from ..data.frozen import ensure_set
 from ..data.render import Renderer
 from ..data.seeding import derive_seed
 from ..data.stream import CaptchaStream, CtcCollate, FolderStream, IndexedStream
-from ..device import autocast_for, default_workers, pick_device
+from ..device import autocast_for, default_workers, pick_device, precision
 from ..errors import CaptchaStreamError
 from ..eval.evaluation import headline, load_all, run_eval
 from ..eval.plot import draw_curve
@@ -158,6 +158,7 @@ class Trainer:
     calibration: torch.Tensor | None = None
     evals: list[dict[str, float]] = field(default_factory=list)
     autocast: Any = field(default_factory=contextlib.nullcontext)
+    precision: str = "float32"
     lock: RunLock | None = None
     # The logging window in progress; saved in checkpoints, so a run stopped between two log records
     # (SIGTERM, Ctrl-C) logs, once resumed, the same mean loss as a run that never stopped.
@@ -209,6 +210,10 @@ def _run(t: Trainer, ckpt: dict[str, Any] | None, resume: bool, progress: bool) 
     workers = cfg.train.num_workers if cfg.train.num_workers >= 0 else default_workers()
     loader = make_loader(cfg, t.codec, t.counters["batches"], workers, pin=t.device.type == "cuda", rank=dinfo.rank)
     t.autocast = autocast_for(t.device, cfg.train.amp)
+    t.precision, why = precision(t.device, cfg.train.amp)
+    if t.main:
+        # The same config trains ~3x slower on a CPU without native bf16: a log read later must say which it was.
+        t.log(f"arithmetic: {t.precision} ({why})")
     t.runlog = RunLog(t.run_dir / "metrics.jsonl", t.counters["step"] if resume else None, t.log) if t.main else None
     if ckpt is not None:
         # Restored last, just before the loop: anything above may draw from the global RNG.
@@ -445,6 +450,7 @@ def log_first_batch(t: Trainer, labels: list[str]) -> None:
                 "global_batch": t.cfg.train.batch_size * t.dinfo.world_size,
                 "lr": t.cfg.optim.lr * t.lr_scale,
                 "init_from": t.cfg.train.init_from or None,
+                "precision": t.precision,
                 "first_labels": gathered,
             }
         )
