@@ -72,7 +72,7 @@ def precision(device: torch.device, amp: bool) -> tuple[str, str]:
         if cpu_has_native_bf16():
             return "bf16", "bf16 autocast: this CPU has AVX-512-bf16 or AMX"
         # Emulated bf16 measured ~11x slower than float32 on a 2-core AVX2 machine.
-        return "float32", "this CPU has no native bf16 (AVX-512-bf16 or AMX), where emulated bf16 is slower"
+        return "float32", "no native bf16 on this CPU: neither AVX-512-bf16 nor AMX, and emulated bf16 is slower"
     return "float32", f"no bf16 autocast on {device.type}"
 
 
