@@ -80,8 +80,7 @@ def autocast_for(device: torch.device, amp: bool) -> contextlib.AbstractContextM
     """bf16 autocast where the hardware does bf16 natively (a CUDA GPU that supports it, a CPU
     with AVX-512-bf16/AMX); otherwise a context that changes nothing. bf16 keeps float32's
     range, so no loss scaler is needed."""
-    if amp and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if amp and device.type == "cpu" and cpu_has_native_bf16():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+    # One decision, in `precision`: what the log says is what the run does.
+    if precision(device, amp)[0] == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
