@@ -76,6 +76,19 @@ def precision(device: torch.device, amp: bool) -> tuple[str, str]:
     return "float32", f"no bf16 autocast on {device.type}"
 
 
+def threads_hint(device: torch.device, precision: str, world_size: int, threads: int) -> str | None:
+    """A line for the log where one-thread processes would use the CPU better than threads, else None."""
+    # In float32 the CPU recipes' operations are too small to split well: on a 2-core AVX2 CPU a
+    # second thread sped the training step up by under 10%, a second process doubled it (docs/scaling.md).
+    if device.type != "cpu" or precision != "float32" or world_size > 1 or threads < 2:
+        return None
+    return (
+        f"hint: in float32 on a CPU, {threads} one-thread processes train faster than one process of {threads} "
+        f"threads: OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node {threads} -m captcha_stream train ... "
+        "--set train.num_workers=0 (docs/scaling.md)"
+    )
+
+
 def autocast_for(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
     """bf16 autocast where the hardware does bf16 natively (a CUDA GPU that supports it, a CPU
     with AVX-512-bf16/AMX); otherwise a context that changes nothing. bf16 keeps float32's

@@ -157,6 +157,9 @@ def test_the_run_says_which_arithmetic_it_trains_in(tmp_path, monkeypatch, nativ
     assert ("no native bf16" in said[0]) is not native
     start = next(rec for rec in logged(tmp_path / "run") if rec.get("event") == "start")
     assert start["precision"] == expected
+    hints = [line for line in lines if line.startswith("hint: ")]
+    # Only a float32 run on several threads is told that one-thread processes would do more.
+    assert len(hints) == (0 if native or torch.get_num_threads() < 2 else 1)
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert all(t.dtype == torch.float32 for t in state["model"].values() if t.is_floating_point())
 
@@ -249,3 +252,16 @@ def test_training_commands_let_idle_threads_sleep_unless_told_otherwise(monkeypa
     with pytest.raises(CaptchaStreamError, match="missing.yaml"):
         audit_main(["--config", "missing.yaml", "--minutes", "1", "--out", "unused"])
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_the_threads_hint_names_the_launch_only_where_it_helps():
+    from captcha_stream.device import threads_hint
+
+    cpu = torch.device("cpu")
+    hint = threads_hint(cpu, "float32", 1, 4)
+    assert hint is not None and "--nproc_per_node 4" in hint and "OMP_NUM_THREADS=1" in hint
+    assert "train.num_workers=0" in hint
+    assert threads_hint(cpu, "bf16", 1, 4) is None  # bf16 splits well between threads
+    assert threads_hint(cpu, "float32", 2, 4) is None  # already one of several processes
+    assert threads_hint(cpu, "float32", 1, 1) is None  # one thread: nothing to trade
+    assert threads_hint(torch.device("meta"), "float32", 1, 4) is None

@@ -31,7 +31,7 @@ from ..data.frozen import ensure_set
 from ..data.render import Renderer
 from ..data.seeding import derive_seed
 from ..data.stream import CaptchaStream, CtcCollate, FolderStream, IndexedStream
-from ..device import autocast_for, default_workers, pick_device, precision
+from ..device import autocast_for, default_workers, pick_device, precision, threads_hint
 from ..errors import CaptchaStreamError
 from ..eval.evaluation import headline, load_all, run_eval
 from ..eval.plot import draw_curve
@@ -214,6 +214,9 @@ def _run(t: Trainer, ckpt: dict[str, Any] | None, resume: bool, progress: bool) 
     if t.main:
         # The same config trains ~3x slower on a CPU without native bf16: a log read later must say which it was.
         t.log(f"arithmetic: {t.precision} ({why})")
+        hint = threads_hint(t.device, t.precision, dinfo.world_size, torch.get_num_threads())
+        if hint is not None:
+            t.log(hint)
     t.runlog = RunLog(t.run_dir / "metrics.jsonl", t.counters["step"] if resume else None, t.log) if t.main else None
     if ckpt is not None:
         # Restored last, just before the loop: anything above may draw from the global RNG.
