@@ -51,7 +51,8 @@ def launch(name: str, config: str, sets: list[str], args: argparse.Namespace, co
     command += ["--set", f"eval.val_dir={args.val_dir}"]
     env = dict(os.environ)
     if core is not None:
-        command += ["--set", "train.num_workers=0"]
+        # One core, one thread, one process: a recipe's train.processes would share the core it is pinned to.
+        command += ["--set", "train.num_workers=0", "--set", "train.processes=1"]
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     for s in sets:
         command += ["--set", s]

@@ -84,8 +84,7 @@ def threads_hint(device: torch.device, precision: str, world_size: int, threads:
         return None
     return (
         f"hint: in float32 on a CPU, {threads} one-thread processes train faster than one process of {threads} "
-        f"threads: OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node {threads} -m captcha_stream train ... "
-        "--set train.num_workers=0, train.batch_size being each process's batch (docs/scaling.md)"
+        f"threads: add --set train.processes={threads} (the same recipe, its batch split between them; docs/scaling.md)"
     )
 
 

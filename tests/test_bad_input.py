@@ -307,6 +307,18 @@ CASES = [
         "train.quiet_images: must be >= 0 (0 = off), got -1",
     ),
     (
+        "processes-zero",
+        "train",
+        ["--config", SMOKE, "--set", "train.processes=0", "--run-dir", "r-p0"],
+        "train.processes: must be at least 1, got 0",
+    ),
+    (
+        "processes-uneven",
+        "train",
+        ["--config", SMOKE, "--set", "train.processes=3", "--run-dir", "r-p3"],
+        "train.batch_size: 8 does not split evenly across train.processes=3",
+    ),
+    (
         "bn-refresh-negative",
         "train",
         ["--config", SMOKE, "--set", "eval.bn_refresh=-1", "--run-dir", "r-bn"],

@@ -221,6 +221,33 @@ def test_an_unpooled_stem_reads_every_pixel_and_keeps_the_geometry(tmp_path):
     assert (tmp_path / "run" / "last.pt").exists()
 
 
+def test_pooling_first_is_the_same_function_on_a_quarter_of_the_elements(tmp_path):
+    plain_cfg = load_config(CPU)
+    first_cfg = load_config(CPU, {"model.pool_first": True})
+    torch.manual_seed(0)
+    plain = CRNN(plain_cfg.data, plain_cfg.model, 63)
+    first = CRNN(first_cfg.data, first_cfg.model, 63)
+    # Same parameters, in another order: each pooling stage's max pool sits before its BatchNorm and ReLU.
+    assert [p.shape for p in plain.parameters()] == [p.shape for p in first.parameters()]
+    assert [type(m).__name__ for m in first.features[0]] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    with torch.no_grad():
+        for a, b in zip(plain.parameters(), first.parameters()):
+            b.copy_(a)
+        for m in plain.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 2.0)  # positive scales: a max commutes with the normalisation
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2.0)
+        first.load_state_dict(dict(zip(first.state_dict(), plain.state_dict().values())))
+    images = torch.randint(0, 256, (2, 1, plain_cfg.data.height, plain_cfg.data.width), dtype=torch.uint8)
+    plain.eval(), first.eval()
+    assert torch.allclose(plain(images), first(images), atol=1e-5)
+    # It trains, saves and resumes like any other model.
+    cfg = smoke(tmp_path, **{"train.steps": 3, "model.pool_first": True})
+    quiet(cfg)
+    assert (tmp_path / "run" / "last.pt").exists()
+
+
 def test_lr_factor_follows_a_fitted_total():
     cfg = load_config(SMOKE, {"optim.warmup_steps": 0, "optim.min_lr_ratio": 0.0})
     assert lr_factor(50, cfg, total=100) == pytest.approx(0.5)
@@ -259,8 +286,7 @@ def test_the_threads_hint_names_the_launch_only_where_it_helps():
 
     cpu = torch.device("cpu")
     hint = threads_hint(cpu, "float32", 1, 4)
-    assert hint is not None and "--nproc_per_node 4" in hint and "OMP_NUM_THREADS=1" in hint
-    assert "train.num_workers=0" in hint
+    assert hint is not None and "--set train.processes=4" in hint
     assert threads_hint(cpu, "bf16", 1, 4) is None  # bf16 splits well between threads
     assert threads_hint(cpu, "float32", 2, 4) is None  # already one of several processes
     assert threads_hint(cpu, "float32", 1, 1) is None  # one thread: nothing to trade

@@ -73,3 +73,38 @@ def test_two_rank_gloo_run_and_checkpoint_round_trip(tmp_path):
     r = torchrun("--steps", "4", "--run-dir", "one", "--resume", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert torch.load(tmp_path / "one" / "last.pt", weights_only=True)["step"] == 4
+
+
+def test_processes_split_one_step_and_a_resumed_run_continues_exactly(tmp_path):
+    # train.processes: the command starts its own one-thread ranks; they share the step's batch.
+    split = ["--steps", "8", "--set", "train.processes=2", "--set", "train.checkpoint_every=4"]
+    r = single(*split, "--run-dir", "split", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("done:") == 1 and "Traceback" not in r.stderr
+    start = records(tmp_path / "split")[0]
+    # The global batch and the learning rate stay the config's (smoke.yaml: 8 at 0.003).
+    assert start["world_size"] == 2 and start["global_batch"] == 8 and start["lr"] == 0.003
+    rank0, rank1 = start["first_labels"]
+    assert rank0 != rank1
+    state = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
+    assert state["step"] == 8 and state["config"]["train"]["processes"] == 2
+    assert state["config"]["train"]["batch_size"] == 8
+
+    # From the step-4 checkpoint, the same command with --resume: the same losses and weights.
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    (resumed / "last.pt").write_bytes((tmp_path / "split" / "last.prev.pt").read_bytes())
+    r = single(*split, "--run-dir", "resumed", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    straight = {rec["step"]: rec["loss"] for rec in records(tmp_path / "split") if "loss" in rec}
+    again = {rec["step"]: rec["loss"] for rec in records(resumed) if "loss" in rec}
+    assert sorted(again) == [5, 6, 7, 8] and all(again[s] == straight[s] for s in again)
+    after = torch.load(resumed / "last.pt", weights_only=True)
+    for name, value in state["model"].items():
+        assert torch.equal(after["model"][name], value), name
+
+
+def test_processes_that_do_not_match_torchrun_are_one_clear_line(tmp_path):
+    r = torchrun("--steps", "2", "--set", "train.processes=4", "--run-dir", "x", cwd=tmp_path)
+    assert r.returncode != 0
+    assert "error: train.processes=4, but 2 processes were started" in r.stderr

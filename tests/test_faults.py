@@ -297,3 +297,38 @@ def test_resume_with_changed_training_settings_warns(tmp_path):
     warning = next(line for line in r.stderr.splitlines() if line.startswith("warning: resuming"))
     assert "optim.lr" in warning and "-> 0.01" in warning and "train.steps 4 -> 6" in warning
     assert load_checkpoint(tmp_path / "runs/smoke/last.pt")["config"]["optim"]["lr"] == 0.01
+
+
+@pytest.mark.parametrize("sig, code, whole_group", [(signal.SIGINT, 130, True), (signal.SIGTERM, 143, False)])
+def test_a_run_split_across_processes_stops_cleanly(tmp_path, sig, code, whole_group):
+    # Ctrl-C reaches the command and its ranks alike; `kill PID` reaches the command alone, which passes it on.
+    proc = start("train.py", *TRAIN, "--set", "train.processes=2", cwd=tmp_path, start_new_session=True)
+    wait_for(lambda: len(logged_steps(tmp_path / "runs/smoke")) >= 4)
+    if whole_group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == code, err
+    assert f"error: stopped by {signal.Signals(sig).name} at step" in err and "Traceback" not in err
+    step = load_checkpoint(tmp_path / "runs/smoke/last.pt")["step"]
+    assert step == max(logged_steps(tmp_path / "runs/smoke"))
+
+
+def test_a_failing_rank_stops_the_others_and_says_why(tmp_path, capsys):
+    from captcha_stream.train.processes import report, wait
+
+    log = open(tmp_path / "rank1.log", "w+")
+    fail = "import sys; print('error: rank trouble', file=sys.stderr); sys.exit(2)"
+    ranks = [
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]),
+        subprocess.Popen([sys.executable, "-c", fail], stderr=log),
+    ]
+    began = time.monotonic()
+    codes = wait(ranks, grace=5)
+    assert time.monotonic() - began < 30 and codes[1] == 2 and codes[0] == -signal.SIGTERM
+    # Rank 0 was stopped because another failed: the failure is what the command reports.
+    assert report(codes, [log]) == 2
+    said = capsys.readouterr().err
+    assert "rank 1 of 2 failed (exit status 2)" in said and "error: rank trouble" in said
+    log.close()

@@ -60,7 +60,9 @@ def recipe_config(
     else:
         overrides.update({"train.minutes": 0.0, "train.steps": budget.steps})
         overrides["train.eval_every"] = max(1, budget.steps // budget.points)
-    cfg = load_config(resolve_config(name), {**overrides, **sets})
+    # An audit trains in this process (it reads the run when training is done), so a recipe's
+    # train.processes is not used: the same recipe, its batch taken whole by one process.
+    cfg = load_config(resolve_config(name), {**overrides, **sets, "train.processes": 1})
     cfg.data = scheme_cfg.data
     cfg.name = scheme_cfg.name
     cfg.validate()

@@ -42,6 +42,7 @@ from .batchnorm import calibration_images, has_batchnorm, with_fresh_statistics
 from .budget import Budget
 from .ema import WeightAverage
 from .hard_examples import hardest
+from .processes import global_batch, rank_batch, splits_step
 from .run import (
     RunLock,
     RunLog,
@@ -75,9 +76,11 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def make_loader(cfg: Config, codec: Codec, start_batch: int, workers: int, pin: bool, rank: int = 0) -> DataLoader:
+def make_loader(
+    cfg: Config, codec: Codec, start_batch: int, workers: int, pin: bool, rank: int = 0, world_size: int = 1
+) -> DataLoader:
     # With hard-example mining each step draws a pool of hard_pool batches from the stream.
-    block = cfg.train.batch_size * cfg.train.hard_pool
+    block = rank_batch(cfg.train, world_size) * cfg.train.hard_pool
     start = start_batch * block
     stream: IndexedStream
     if cfg.train.train_dir:
@@ -129,6 +132,7 @@ def train(
     device = pick_device(cfg.train.device)
     dinfo = distributed.setup(device.type)
     try:
+        splits_step(cfg.train, dinfo.world_size)  # a train.processes that is not the world size stops here
         return _train(cfg, resume, progress, log, device, dinfo)
     finally:
         distributed.cleanup(dinfo)
@@ -208,7 +212,10 @@ def _run(t: Trainer, ckpt: dict[str, Any] | None, resume: bool, progress: bool) 
     if t.main:
         t.val_images, t.val_labels = load_validation(cfg, t.log)
     workers = cfg.train.num_workers if cfg.train.num_workers >= 0 else default_workers()
-    loader = make_loader(cfg, t.codec, t.counters["batches"], workers, pin=t.device.type == "cuda", rank=dinfo.rank)
+    if cfg.train.num_workers < 0 and splits_step(cfg.train, dinfo.world_size):
+        workers = 0  # each one-thread process renders its own captchas between steps: no core to spare
+    pin = t.device.type == "cuda"
+    loader = make_loader(cfg, t.codec, t.counters["batches"], workers, pin, dinfo.rank, dinfo.world_size)
     t.autocast = autocast_for(t.device, cfg.train.amp)
     t.precision, why = precision(t.device, cfg.train.amp)
     if t.main:
@@ -294,7 +301,7 @@ def _start(
             cfg.train.steps,
             cfg.train.eval_every,
             cfg.train.eval_minutes,
-            cfg.train.batch_size,
+            rank_batch(cfg.train, dinfo.world_size),
             cfg.eval.val_size,
         )
     if ckpt is not None:
@@ -362,7 +369,7 @@ def stream_calibration(cfg: Config, codec: Codec, n: int) -> torch.Tensor:
     # Its own seed: images the run does not train on, all of the scheme (no quiet curriculum);
     # a forked RNG: making them draws nothing a resumed run would draw differently.
     train = dataclasses.replace(
-        cfg.train, seed=derive_seed(cfg.train.seed, CALIBRATION_STREAM), hard_pool=1, quiet_images=0
+        cfg.train, seed=derive_seed(cfg.train.seed, CALIBRATION_STREAM), hard_pool=1, quiet_images=0, processes=1
     )
     with torch.random.fork_rng(devices=[]):
         loader = make_loader(dataclasses.replace(cfg, train=train), codec, 0, workers=0, pin=False)
@@ -407,7 +414,7 @@ def validate(t: Trainer) -> None:
     """Read the validation set, log it, and keep best.pt if this is the best reading so far."""
     step, ema = t.counters["step"], t.ema
     # Time and images beside accuracy: time to a given accuracy is read straight from the log.
-    images = step * t.cfg.train.batch_size * t.dinfo.world_size
+    images = step * global_batch(t.cfg.train, t.dinfo.world_size)
     record: dict[str, Any] = {"step": step, "time": round(t.counters["elapsed"], 2), "images": images}
     model = as_read(t, t.model)
     if ema is not None:
@@ -450,7 +457,7 @@ def log_first_batch(t: Trainer, labels: list[str]) -> None:
                 "step": t.counters["step"],
                 "event": "start",
                 "world_size": t.dinfo.world_size,
-                "global_batch": t.cfg.train.batch_size * t.dinfo.world_size,
+                "global_batch": global_batch(t.cfg.train, t.dinfo.world_size),
                 "lr": t.cfg.optim.lr * t.lr_scale,
                 "init_from": t.cfg.train.init_from or None,
                 "precision": t.precision,
@@ -464,7 +471,7 @@ def take_step(t: Trainer, batch: Any) -> tuple[float, int] | None:
     step skipped (with hard-example mining, the images are the hardest of the drawn pool)."""
     cfg, device = t.cfg, t.device
     if cfg.train.hard_pool > 1:
-        batch = hardest(t.model, batch, cfg.train.batch_size, device, t.autocast)
+        batch = hardest(t.model, batch, rank_batch(cfg.train, t.dinfo.world_size), device, t.autocast)
     images = batch.images.to(device, non_blocking=True)
     if cfg.train.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)

@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 
 from ..config import Config
+from .processes import global_batch
 
 
 def lr_factor(step: int, cfg: Config, total: int | None = None) -> float:
@@ -23,10 +24,12 @@ def lr_factor(step: int, cfg: Config, total: int | None = None) -> float:
 
 
 def lr_scale(cfg: Config, world_size: int) -> float:
-    """The configured lr is for one process; more ranks make a larger global batch."""
+    """The configured lr is for train.batch_size; torchrun's ranks each bring a batch, a larger
+    global batch. Ranks that split one batch (train.processes) keep it, and the lr with it."""
+    grown = global_batch(cfg.train, world_size) / cfg.train.batch_size
     if cfg.optim.lr_scaling == "sqrt":
-        return math.sqrt(world_size)
-    return float(world_size) if cfg.optim.lr_scaling == "linear" else 1.0
+        return math.sqrt(grown)
+    return grown if cfg.optim.lr_scaling == "linear" else 1.0
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Config, scale: float = 1.0) -> torch.optim.Optimizer:
