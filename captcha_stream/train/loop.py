@@ -211,9 +211,10 @@ def _run(t: Trainer, ckpt: dict[str, Any] | None, resume: bool, progress: bool) 
     cfg, dinfo = t.cfg, t.dinfo
     if t.main:
         t.val_images, t.val_labels = load_validation(cfg, t.log)
-    workers = cfg.train.num_workers if cfg.train.num_workers >= 0 else default_workers()
-    if cfg.train.num_workers < 0 and splits_step(cfg.train, dinfo.world_size):
-        workers = 0  # each one-thread process renders its own captchas between steps: no core to spare
+    workers = cfg.train.num_workers
+    if workers < 0:
+        # Ranks that split a step render their own captchas between steps: no core to spare for a worker.
+        workers = 0 if splits_step(cfg.train, dinfo.world_size) else default_workers()
     pin = t.device.type == "cuda"
     loader = make_loader(cfg, t.codec, t.counters["batches"], workers, pin, dinfo.rank, dinfo.world_size)
     t.autocast = autocast_for(t.device, cfg.train.amp)

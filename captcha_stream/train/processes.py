@@ -11,6 +11,7 @@ train.batch_size is each process's batch as before; train.processes is then 1 (o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -91,23 +92,25 @@ def launch(cfg: Config, argv: Sequence[str]) -> int:
     processes = cfg.train.processes
     port = _free_port()
     command = [sys.executable, "-m", "captcha_stream", "train", *argv]
-    logs = [tempfile.TemporaryFile(mode="w+") for _ in range(1, processes)]
-    ranks: list[subprocess.Popen[Any]] = []
-    # The ranks share this process group: a terminal's Ctrl-C reaches each of them once, and each
-    # stops at its next step as a single process does. A SIGTERM sent to this process alone
-    # (`kill PID`) is passed on. Ranks other than 0 only speak when they fail.
-    for rank in range(processes):
-        err = logs[rank - 1] if rank else None
-        ranks.append(subprocess.Popen(command, env=rank_environment(rank, processes, port), stdout=err, stderr=err))
-    # Set after the ranks start, which would otherwise inherit an ignored SIGINT.
-    forwarded = signal.signal(signal.SIGTERM, lambda *_: _signal_all(ranks, signal.SIGTERM))
-    interrupted = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        codes = wait(ranks)
-    finally:
-        signal.signal(signal.SIGTERM, forwarded)
-        signal.signal(signal.SIGINT, interrupted)
-    return report(codes, logs)
+    with contextlib.ExitStack() as files:
+        logs = [files.enter_context(tempfile.TemporaryFile(mode="w+")) for _ in range(1, processes)]
+        ranks: list[subprocess.Popen[Any]] = []
+        # The ranks share this process group: a terminal's Ctrl-C reaches each of them once, and each
+        # stops at its next step as a single process does. A SIGTERM sent to this process alone
+        # (`kill PID`) is passed on. Ranks other than 0 only speak when they fail.
+        for rank in range(processes):
+            err = logs[rank - 1] if rank else None
+            env = rank_environment(rank, processes, port)
+            ranks.append(subprocess.Popen(command, env=env, stdout=err, stderr=err))
+        # Set after the ranks start, which would otherwise inherit an ignored SIGINT.
+        forwarded = signal.signal(signal.SIGTERM, lambda *_: _signal_all(ranks, signal.SIGTERM))
+        interrupted = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            codes = wait(ranks)
+        finally:
+            signal.signal(signal.SIGTERM, forwarded)
+            signal.signal(signal.SIGINT, interrupted)
+        return report(codes, logs)
 
 
 def _signal_all(ranks: list[subprocess.Popen[Any]], sig: int) -> None:
@@ -121,10 +124,11 @@ def wait(ranks: list[subprocess.Popen[Any]], grace: float = 60.0) -> list[int]:
     they are stopped (SIGTERM, then SIGKILL after `grace` seconds) instead of hanging."""
     failed_at: float | None = None
     while True:
-        codes = [r.poll() for r in ranks]  # every rank polled: a failure behind a running rank counts
-        if all(code is not None for code in codes):
+        polled = [r.poll() for r in ranks]  # every rank polled: a failure behind a running rank counts
+        codes = [code for code in polled if code is not None]
+        if len(codes) == len(ranks):
             return codes
-        if failed_at is None and any(code not in (None, 0) for code in codes):
+        if failed_at is None and any(codes):
             failed_at = time.monotonic()
             _signal_all(ranks, signal.SIGTERM)
         if failed_at is not None and time.monotonic() - failed_at > grace:
