@@ -76,15 +76,21 @@ def precision(device: torch.device, amp: bool) -> tuple[str, str]:
     return "float32", f"no bf16 autocast on {device.type}"
 
 
-def threads_hint(device: torch.device, precision: str, world_size: int, threads: int) -> str | None:
+def threads_hint(device: torch.device, precision: str, world_size: int, threads: int, batch_size: int) -> str | None:
     """A line for the log where one-thread processes would use the CPU better than threads, else None."""
     # In float32 the CPU recipes' operations are too small to split well: on a 2-core AVX2 CPU a
     # second thread sped the training step up by under 10%, a second process doubled it (docs/scaling.md).
     if device.type != "cpu" or precision != "float32" or world_size > 1 or threads < 2:
         return None
+    # The suggestion must pass config validation: the most processes, up to one per thread, that
+    # split the batch evenly.
+    processes = max(n for n in range(1, threads + 1) if batch_size % n == 0)
+    if processes < 2:
+        return None
     return (
-        f"hint: in float32 on a CPU, {threads} one-thread processes train faster than one process of {threads} "
-        f"threads: add --set train.processes={threads} (the same recipe, its batch split between them; docs/scaling.md)"
+        f"hint: in float32 on a CPU, {processes} one-thread processes train faster than one process of {threads} "
+        f"threads: add --set train.processes={processes} (the same recipe, its batch split between them; "
+        "docs/scaling.md)"
     )
 
 

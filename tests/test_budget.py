@@ -285,9 +285,14 @@ def test_the_threads_hint_names_the_launch_only_where_it_helps():
     from captcha_stream.device import threads_hint
 
     cpu = torch.device("cpu")
-    hint = threads_hint(cpu, "float32", 1, 4)
+    hint = threads_hint(cpu, "float32", 1, 4, 64)
     assert hint is not None and "--set train.processes=4" in hint
-    assert threads_hint(cpu, "bf16", 1, 4) is None  # bf16 splits well between threads
-    assert threads_hint(cpu, "float32", 2, 4) is None  # already one of several processes
-    assert threads_hint(cpu, "float32", 1, 1) is None  # one thread: nothing to trade
-    assert threads_hint(torch.device("meta"), "float32", 1, 4) is None
+    # The suggestion splits the batch evenly, or there is none: config validation would refuse it.
+    hint = threads_hint(cpu, "float32", 1, 3, 64)
+    assert hint is not None and "--set train.processes=2" in hint and "2 one-thread processes" in hint
+    assert "train.processes=3" not in hint
+    assert threads_hint(cpu, "float32", 1, 2, 63) is None
+    assert threads_hint(cpu, "bf16", 1, 4, 64) is None  # bf16 splits well between threads
+    assert threads_hint(cpu, "float32", 2, 4, 64) is None  # already one of several processes
+    assert threads_hint(cpu, "float32", 1, 1, 64) is None  # one thread: nothing to trade
+    assert threads_hint(torch.device("meta"), "float32", 1, 4, 64) is None

@@ -222,7 +222,7 @@ def _run(t: Trainer, ckpt: dict[str, Any] | None, resume: bool, progress: bool) 
     if t.main:
         # The same config trains ~3x slower on a CPU without native bf16: a log read later must say which it was.
         t.log(f"arithmetic: {t.precision} ({why})")
-        hint = threads_hint(t.device, t.precision, dinfo.world_size, torch.get_num_threads())
+        hint = threads_hint(t.device, t.precision, dinfo.world_size, torch.get_num_threads(), cfg.train.batch_size)
         if hint is not None:
             t.log(hint)
     t.runlog = RunLog(t.run_dir / "metrics.jsonl", t.counters["step"] if resume else None, t.log) if t.main else None
