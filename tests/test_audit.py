@@ -118,3 +118,39 @@ def test_verdict_reads_as_plain_words():
     report["time_to"] = {"50%": {"minutes": 5.0, "images": 42560}, "90%": None}
     text = verdict(report)
     assert "50% of the validation set after 5 minutes (42,560 images)." in text and " and 50%" not in text
+
+
+def test_an_audit_splits_its_recipe_across_processes_as_training_does(files, capsys):
+    """A recipe with train.processes trains its audit in that many ranks, the budget and the report as
+    in one process; the ranks read the audit's composed config from the folder."""
+    recipe = files / "split.yaml"
+    recipe.write_text(RECIPE.replace("train: {", "train: {processes: 2, "))
+    out = files / "split-audit"
+    argv = ["--config", str(files / "scheme.yaml"), "--steps", "20", "--out", str(out), "--no-progress"]
+    with pytest.raises(SystemExit) as exc:
+        run(audit_main, [*argv, "--recipe", str(recipe), *SMALL])
+    assert exc.value.code == 0, capsys.readouterr().err
+    start = json.loads((out / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["world_size"] == 2 and start["global_batch"] == 8
+    assert len(start["first_labels"]) == 2 and start["first_labels"][0] != start["first_labels"][1]
+    report = json.loads((out / "report.json").read_text())
+    assert report["trained"]["steps"] == 20 and report["trained"]["minutes"] > 0
+    assert report["test"]["n"] == 24 and report["name"] == "scheme"
+    written = (out / "recipe.yaml").read_text()
+    assert "processes: 2" in written and "width: 64" in written  # the recipe with the scheme's data
+
+
+def test_an_audit_whose_ranks_fail_says_so_and_writes_no_report(files, capfd):
+    recipe = files / "split.yaml"
+    recipe.write_text(RECIPE.replace("train: {", "train: {processes: 2, "))
+    out = files / "failed-audit"
+    out.mkdir()
+    (out / "val").write_text("not a folder of captchas")  # met by the ranks, once they run
+    argv = ["--config", str(files / "scheme.yaml"), "--steps", "20", "--out", str(out), "--no-progress"]
+    with pytest.raises(SystemExit) as exc:
+        run(audit_main, [*argv, "--recipe", str(recipe), *SMALL])
+    err = capfd.readouterr().err  # the ranks write to the terminal's stderr themselves
+    assert exc.value.code == 2 and "Traceback" not in err
+    assert str(out / "val") in err  # the rank's own one line says what
+    assert f"{out}: the audit's training ended with exit status 2; no report written" in err
+    assert not (out / "report.json").exists()

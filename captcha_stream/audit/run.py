@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
+from ..atomic import replacing
+from ..checkpoint import load_checkpoint
 from ..config import Config, load_config, resolve_config
 from ..errors import CaptchaStreamError
 from ..eval import metrics
@@ -60,13 +63,36 @@ def recipe_config(
     else:
         overrides.update({"train.minutes": 0.0, "train.steps": budget.steps})
         overrides["train.eval_every"] = max(1, budget.steps // budget.points)
-    # An audit trains in this process (it reads the run when training is done), so a recipe's
-    # train.processes is not used: the same recipe, its batch taken whole by one process.
-    cfg = load_config(resolve_config(name), {**overrides, **sets, "train.processes": 1})
+    cfg = load_config(resolve_config(name), {**overrides, **sets})
     cfg.data = scheme_cfg.data
     cfg.name = scheme_cfg.name
     cfg.validate()
     return cfg, name
+
+
+def train_recipe(cfg: Config, out: Path, progress: bool) -> dict[str, Any]:
+    """Train the audit's run as the train command would: on a CPU, a recipe's train.processes ranks
+    each take their share of the step. Returns the steps trained and the seconds they took."""
+    from ..device import pick_device
+    from ..train.loop import train
+    from ..train.processes import launch, launch_here
+
+    if not launch_here(cfg) or pick_device(cfg.train.device).type != "cpu":
+        # One process takes each step whole (a GPU, or a recipe of one process): the same recipe.
+        cfg.train.processes = 1
+        return train(cfg, progress=progress)
+    # The ranks are commands of their own: they read the recipe, scheme and budget from a file.
+    recipe = out / "recipe.yaml"
+    with replacing(recipe) as tmp:
+        tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    code = launch(cfg, ["--config", str(recipe), *([] if progress else ["--no-progress"])])
+    if code:
+        # The ranks said why (a stop by a signal, or an error); the audit ends with their status.
+        stopped = CaptchaStreamError(f"{out}: the audit's training ended with exit status {code}; no report written")
+        stopped.exit_code = code
+        raise stopped
+    state = load_checkpoint(out / "run" / "last.pt")
+    return {"step": state["step"], "elapsed": state["elapsed"]}
 
 
 def machine() -> dict[str, Any]:
@@ -100,14 +126,12 @@ def audit_scheme(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train, validate on the clock, read the test set; the report's numbers (report.py writes them)."""
-    from ..train.loop import train
-
     out, scheme = Path(out), Path(scheme)
     if (out / "run" / "last.pt").exists():
         raise CaptchaStreamError(f"{out}: holds an audit already; choose another --out")
     cfg, name = recipe_config(scheme, budget, out, recipe, sets or {})
     print(f"auditing {scheme} for {budget.describe()} with the {name!r} recipe into {out}", file=sys.stderr)
-    result = train(cfg, progress=progress)
+    result = train_recipe(cfg, out, progress)
     points = curve(out / "run")
     best = out / "run" / "best.pt"
     ev = evaluate_checkpoint(best, progress=False)
