@@ -256,6 +256,12 @@ CASES = [
         ["--config", SMOKE, "--run-dir", "r4", "--set", "eval.val_dir=set_test_seed"],
         "set_test_seed: validation set was exported with seed 1000003, the test set's; set eval.val_dir",
     ),
+    (
+        "val-dir-is-file",
+        "train",
+        ["--config", SMOKE, "--run-dir", "r6", "--set", "eval.val_dir=afile"],
+        "afile: validation set is a file, expected a folder; set eval.val_dir to another folder",
+    ),
     ("predict-tta-negative", "predict", ["--checkpoint", CKPT, "text.png", "--tta=-1"], "--tta: offsets must be >= 1"),
     ("predict-tta-word", "predict", ["--checkpoint", CKPT, "text.png", "--tta", "two"], "--tta: expected pixel"),
     ("export-n-zero", "export", ["--n", "0"], "--n: must be at least 1, got 0"),

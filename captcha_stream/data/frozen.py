@@ -322,6 +322,7 @@ def ensure_set(
     kind: str = "test",
     key: str = "eval.test_dir",
     forbidden_seed: int | None = None,
+    progress: bool = True,
 ) -> Path:
     """The frozen set at `out`, exported first if it is missing; refuses a mismatched one.
 
@@ -329,12 +330,14 @@ def ensure_set(
     `forbidden_seed` is refused (the validation set must not be a copy of the test set).
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CaptchaStreamError(f"{out}: {kind} set is a file, expected a folder; set {key} to another folder")
     meta = read_meta(out) if out.is_dir() else None
     if meta is None:
         if out.is_dir() and (out / LABELS_NAME).is_file():
             return out  # a hand-made labelled folder: trust it
         log(f"{kind} set {out} is missing: exporting {n} images with seed {seed}")
-        return export_set(out, n, data, seed=seed, log=log)
+        return export_set(out, n, data, seed=seed, log=log, progress=progress)
     stored: DataConfig = meta["data_config"]
     if (stored.charset, stored.width, stored.height) != (data.charset, data.width, data.height):
         raise CaptchaStreamError(

@@ -210,7 +210,7 @@ def _train(
 def _run(t: Trainer, ckpt: dict[str, Any] | None, resume: bool, progress: bool) -> dict[str, Any]:
     cfg, dinfo = t.cfg, t.dinfo
     if t.main:
-        t.val_images, t.val_labels = load_validation(cfg, t.log)
+        t.val_images, t.val_labels = load_validation(cfg, t.log, progress)
     workers = cfg.train.num_workers
     if workers < 0:
         # Ranks that split a step render their own captchas between steps: no core to spare for a worker.
@@ -232,7 +232,11 @@ def _run(t: Trainer, ckpt: dict[str, Any] | None, resume: bool, progress: bool) 
         if "rng_cuda" in ckpt and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
     last = run_loop(t, loader, progress)
-    test = test_best(cfg, t.run_dir, t.device, t.eval_args, t.runlog, t.counters["step"], t.log) if t.main else None
+    test = (
+        test_best(cfg, t.run_dir, t.device, t.eval_args, t.runlog, t.counters["step"], t.log, progress)
+        if t.main
+        else None
+    )
     distributed.barrier(dinfo)
     return {
         **t.counters,
@@ -350,7 +354,7 @@ def restore(t: Trainer, ckpt: dict[str, Any]) -> None:
     t.log(f"resuming {t.run_dir} at step {t.counters['step']}")
 
 
-def load_validation(cfg: Config, log: Callable[[str], None]) -> tuple[torch.Tensor, list[str]]:
+def load_validation(cfg: Config, log: Callable[[str], None], progress: bool = True) -> tuple[torch.Tensor, list[str]]:
     """The frozen validation set (exported first if missing), decoded once for every evaluation."""
     val_dir = ensure_set(
         cfg.eval.val_dir,
@@ -361,6 +365,7 @@ def load_validation(cfg: Config, log: Callable[[str], None]) -> tuple[torch.Tens
         kind="validation",
         key="eval.val_dir",
         forbidden_seed=cfg.eval.test_seed,
+        progress=progress,
     )
     return load_all(FolderDataset(val_dir, cfg.data), cfg.eval.batch_size)
 
@@ -640,6 +645,7 @@ def test_best(
     runlog: RunLog,
     step: int,
     log: Callable[[str], None],
+    progress: bool = True,
 ) -> dict[str, Any] | None:
     """best.pt measured once on the test set, the number to report: it chose nothing."""
     best_path = run_dir / "best.pt"
@@ -652,7 +658,9 @@ def test_best(
     model, codec = build_model(cfg)
     model.to(device)
     model.load_state_dict(inference_weights(state, best_path))
-    test_dir = ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed, log=log)
+    test_dir = ensure_set(
+        cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed, log=log, progress=progress
+    )
     images, labels = load_all(FolderDataset(test_dir, cfg.data), cfg.eval.batch_size)
     summary = run_eval(model, images, labels, codec, device, **eval_args).summary()
     best_step = state["step"]
