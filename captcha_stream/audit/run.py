@@ -134,7 +134,7 @@ def audit_scheme(
     result = train_recipe(cfg, out, progress)
     points = curve(out / "run")
     best = out / "run" / "best.pt"
-    ev = evaluate_checkpoint(best, progress=False)
+    ev = evaluate_checkpoint(best, progress=progress)
     res = ev.results
     low, high = metrics.full_string_interval(res.preds, res.labels)
     per_symbol = metrics.symbol_errors(res.preds, res.labels)

@@ -173,7 +173,11 @@ def evaluate_checkpoint(
     cfg.eval.length_prior = cfg.eval.length_prior and length_prior
     tta = cfg.eval.tta if tta is None else list(tta)
     check_tta(tta, cfg.data, "--tta")
-    data_dir = Path(data) if data else ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed)
+    data_dir = (
+        Path(data)
+        if data
+        else ensure_set(cfg.eval.test_dir, cfg.eval.test_size, cfg.data, cfg.eval.test_seed, progress=progress)
+    )
     dataset = FolderDataset(data_dir, cfg.data, labels)
     model.to(torch_device)
     if prepare is not None:
