@@ -7,7 +7,6 @@ exits with status 2 (a traceback only with --debug).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -132,9 +131,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     let_idle_threads_sleep()
-    from .device import pick_device
     from .train.loop import train
-    from .train.processes import launch, launch_here
+    from .train.processes import launch, plan_processes
     from .train.run import resume_config
 
     overrides: dict[str, object] = dict(parse_override(s) for s in args.set)
@@ -155,16 +153,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     if args.resume:
         # The run's own config wins; only what was given on this command line changes it.
         cfg = resume_config(cfg, overrides)
-    if launch_here(cfg):
-        device = pick_device(cfg.train.device)
-        if device.type == "cpu":
-            return launch(cfg, list(sys.argv[1:] if argv is None else argv))
-        # The ranks would split the step that one GPU takes whole: the same recipe in one process.
-        print(
-            f"train.processes={cfg.train.processes}: one process on {device.type} (it splits CPU steps)",
-            file=sys.stderr,
-        )
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, processes=1))
+    cfg, launches = plan_processes(cfg)
+    if launches:
+        return launch(cfg, list(sys.argv[1:] if argv is None else argv))
     result = train(cfg, resume=args.resume, progress=not args.no_progress)
     if not result["main"]:
         return 0  # under torchrun, rank 0 alone validated and reports

@@ -108,3 +108,23 @@ def test_processes_that_do_not_match_torchrun_are_one_clear_line(tmp_path):
     r = torchrun("--steps", "2", "--set", "train.processes=4", "--run-dir", "x", cwd=tmp_path)
     assert r.returncode != 0
     assert "error: train.processes=4, but 2 processes were started" in r.stderr
+
+
+def test_only_a_cpu_step_is_split_across_processes(monkeypatch, capsys):
+    # train and audit share this decision: on a GPU the recipe's ranks become one process, said once.
+    from captcha_stream import device as device_module
+    from captcha_stream.config import load_config, resolve_config
+    from captcha_stream.train import processes
+
+    monkeypatch.delenv(processes.LAUNCHED, raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    cfg = load_config(resolve_config("configs/cpu.yaml"), {"train.processes": 2})
+    assert processes.plan_processes(cfg) == (cfg, True)
+
+    monkeypatch.setattr(device_module, "pick_device", lambda name, where="train.device": torch.device("cuda"))
+    planned, launches = processes.plan_processes(cfg)
+    assert not launches and planned.train.processes == 1 and cfg.train.processes == 2
+    assert "train.processes=2: one process on cuda" in capsys.readouterr().err
+
+    monkeypatch.setenv(processes.LAUNCHED, "1")  # a launched rank trains; it never launches again
+    assert processes.plan_processes(cfg) == (cfg, False)

@@ -73,13 +73,11 @@ def recipe_config(
 def train_recipe(cfg: Config, out: Path, progress: bool) -> dict[str, Any]:
     """Train the audit's run as the train command would: on a CPU, a recipe's train.processes ranks
     each take their share of the step. Returns the steps trained and the seconds they took."""
-    from ..device import pick_device
     from ..train.loop import train
-    from ..train.processes import launch, launch_here
+    from ..train.processes import launch, plan_processes
 
-    if not launch_here(cfg) or pick_device(cfg.train.device).type != "cpu":
-        # One process takes each step whole (a GPU, or a recipe of one process): the same recipe.
-        cfg.train.processes = 1
+    cfg, launches = plan_processes(cfg)
+    if not launches:
         return train(cfg, progress=progress)
     # The ranks are commands of their own: they read the recipe, scheme and budget from a file.
     recipe = out / "recipe.yaml"

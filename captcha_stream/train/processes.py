@@ -12,6 +12,7 @@ train.batch_size is each process's batch as before; train.processes is then 1 (o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -56,6 +57,26 @@ def global_batch(train: TrainConfig, world_size: int) -> int:
 def launch_here(cfg: Config) -> bool:
     """Whether this command must start train.processes ranks rather than train itself."""
     return cfg.train.processes > 1 and LAUNCHED not in os.environ and "WORLD_SIZE" not in os.environ
+
+
+def plan_processes(cfg: Config) -> tuple[Config, bool]:
+    """Whether this command launches train.processes ranks, and the config it trains with if not.
+
+    Only a CPU step is split: on a GPU the ranks would split what one device takes whole, so the
+    same recipe runs in one process (said on stderr). The config is a copy; the caller's is kept.
+    """
+    from ..device import pick_device
+
+    if not launch_here(cfg):
+        return cfg, False
+    device = pick_device(cfg.train.device)
+    if device.type == "cpu":
+        return cfg, True
+    print(
+        f"train.processes={cfg.train.processes}: one process on {device.type} (it splits CPU steps)",
+        file=sys.stderr,
+    )
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, processes=1)), False
 
 
 def _free_port() -> int:
