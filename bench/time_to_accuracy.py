@@ -78,6 +78,7 @@ def summarize(name: str, run_dir: Path) -> dict:
         "time_to": time_to(points),
         "curve": [[round(p.minutes, 3), p.images, p.step, p.accuracy] for p in points],
         "test": None if test is None else {"best_step": test["best_step"], **test["test"]},
+        "test_tta": None if test is None else test.get("test_tta"),
     }
 
 
@@ -181,6 +182,8 @@ def print_table(results: list[dict], machine: dict) -> None:
             hit = r["time_to"][level]
             cells.append(f"{hit['minutes']:5.1f}m {hit['images'] / 1000:5.0f}k" if hit else f"{'-':>14}")
         test = f"{r['test']['full_string_accuracy']:.2%}" if r["test"] else "-"
+        if r.get("test_tta"):
+            test += f" ({r['test_tta']['full_string_accuracy']:.2%} with shifts)"
         print(
             f"{r['name']:<14}{r['img_per_s_median'] or 0:>7.0f}{r.get('achieved_gflops', 0):>9.1f}  "
             + "  ".join(cells)

@@ -162,6 +162,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     final = result["final_eval"] or {}
     test = result["test"]
     tested = f"; best.pt (step {test['best_step']}) on the test set {test['full_string_accuracy']:.2%}" if test else ""
+    if test and test.get("tta"):
+        tested += f" ({test['tta']['full_string_accuracy']:.2%} with its reader's shifts, eval.tta)"
     print(
         f"done: {result['step']} steps in {result['elapsed'] / 60:.1f} min; "
         f"validation full-string accuracy {final.get('full_string_accuracy', float('nan')):.2%} "

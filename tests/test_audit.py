@@ -48,6 +48,8 @@ def test_an_audit_writes_a_report_with_times_to_accuracy(files, capsys):
     assert set(report["time_to"]) == {"50%", "80%", "90%", "95%", "98%", "99%"}
     assert len(report["curve"]) >= 4 and report["trained"]["steps"] == 40
     assert report["test"]["n"] == 24 and 0 <= report["test"]["full_string_accuracy"] <= 1
+    assert report["test"]["decoding"] == "greedy"  # the recipe's reading, said beside its numbers
+    assert "read once at the end: greedy" in (out / "report.html").read_text()
     assert {r["symbol"] for r in report["per_symbol"]} <= set("0123456789")
     assert set(report["by_length"]) <= {"2", "3"} and report["machine"]["torch"]
     assert report["verdict"].startswith("A reader trained from nothing on")

@@ -96,6 +96,29 @@ def test_best_is_chosen_on_validation_and_reported_on_test(tmp_path):
     assert again["n"] == cfg.eval.test_size
 
 
+def test_a_recipe_with_shifts_reports_the_test_set_read_both_ways(tmp_path):
+    # eval.tta is how the checkpoint's reader reads: the test reading says what it reads, beside the
+    # plain reading that validation chose best.pt by.
+    from captcha_stream.checkpoint import inference_weights, load_checkpoint
+    from captcha_stream.data.folder import FolderDataset
+    from captcha_stream.eval.evaluation import load_all, run_eval
+    from captcha_stream.train.loop import build_model
+
+    cfg = smoke(tmp_path, **{"train.steps": 4, "train.eval_every": 4, "eval.tta": [2]})
+    said = []
+    result = train(cfg, progress=False, log=said.append)
+    tested = [r for r in logged(tmp_path / "run") if r.get("event") == "test"]
+    model, codec = build_model(cfg)
+    model.load_state_dict(inference_weights(load_checkpoint(tmp_path / "run" / "best.pt")))
+    images, labels = load_all(FolderDataset(tmp_path / "test", cfg.data), 16)
+    plain = run_eval(model, images, labels, codec, torch.device("cpu")).summary()
+    shifted = run_eval(model, images, labels, codec, torch.device("cpu"), tta=[2]).summary()
+    assert plain != shifted  # the two readings differ, so the check below tells them apart
+    assert tested[0]["test"] == plain and tested[0]["test_tta"] == {"tta": [2], **shifted}
+    assert result["test"]["tta"] == {"tta": [2], **shifted}
+    assert any("with shifts of 2 px" in line for line in said), said
+
+
 def test_final_test_false_leaves_the_test_set_unread(tmp_path):
     cfg = smoke(tmp_path, **{"train.steps": 2, "train.eval_every": 2, "eval.final_test": False})
     said = []

@@ -110,7 +110,7 @@ def _page(report: dict[str, Any], out: Path) -> str:
         _img(out / "curve.png"),
         "<h2>Time to accuracy (validation set)</h2>",
         _table(["accuracy", "minutes", "images seen"], _times(report)),
-        "<h2>Test set (fresh captchas, read once at the end)</h2>",
+        f"<h2>Test set (fresh captchas, read once at the end: {html.escape(test.get('decoding', 'greedy'))})</h2>",
         _table(
             ["full-string", "95% interval", "character", "CER", "case-insensitive"],
             [

@@ -147,7 +147,12 @@ def audit_scheme(
         "machine": machine(),
         "time_to": time_to(points),
         "curve": [[round(p.minutes, 3), p.images, p.step, p.accuracy] for p in points],
-        "test": {**res.summary(), "full_string_interval_95": [low, high], "best_step": ev.step},
+        "test": {
+            **res.summary(),
+            "full_string_interval_95": [low, high],
+            "best_step": ev.step,
+            "decoding": ev.decoding,
+        },
         "per_symbol": sorted(
             ({"symbol": s, "n": n, "error_rate": e} for s, (n, e) in per_symbol.items()),
             key=lambda r: (-r["error_rate"], r["symbol"]),

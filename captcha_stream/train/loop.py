@@ -664,9 +664,17 @@ def test_best(
     images, labels = load_all(FolderDataset(test_dir, cfg.data), cfg.eval.batch_size)
     summary = run_eval(model, images, labels, codec, device, **eval_args).summary()
     best_step = state["step"]
-    runlog.write({"step": step, "event": "test", "best_step": best_step, "test_dir": str(test_dir), "test": summary})
+    record = {"step": step, "event": "test", "best_step": best_step, "test_dir": str(test_dir), "test": summary}
     log(f"best.pt (step {best_step}) on the test set {test_dir}: {headline(summary)}")
-    return {"best_step": best_step, **summary}
+    shifted = None
+    if cfg.eval.tta:
+        # The reader built from this checkpoint reads with the recipe's shifts: report what it reads,
+        # and the plain reading beside it, which validation chose best.pt by.
+        shifted = run_eval(model, images, labels, codec, device, **eval_args, tta=cfg.eval.tta).summary()
+        record["test_tta"] = {"tta": list(cfg.eval.tta), **shifted}
+        log(f"  read as its reader reads it, with shifts of {'/'.join(map(str, cfg.eval.tta))} px: {headline(shifted)}")
+    runlog.write(record)
+    return {"best_step": best_step, **summary, "tta": record.get("test_tta")}
 
 
 def _silent(_: str) -> None:
