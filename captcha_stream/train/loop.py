@@ -666,7 +666,6 @@ def test_best(
     best_step = state["step"]
     record = {"step": step, "event": "test", "best_step": best_step, "test_dir": str(test_dir), "test": summary}
     log(f"best.pt (step {best_step}) on the test set {test_dir}: {headline(summary)}")
-    shifted = None
     if cfg.eval.tta:
         # The reader built from this checkpoint reads with the recipe's shifts: report what it reads,
         # and the plain reading beside it, which validation chose best.pt by.
