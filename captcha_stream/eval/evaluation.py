@@ -125,9 +125,14 @@ def format_report(results: Results, samples: int = 10, confusions: int = 10) -> 
     return "\n".join(lines)
 
 
+def describe_shifts(tta: Sequence[int]) -> str:
+    """`eval.tta` offsets in words: [1, 2, 3] -> 'shifts of 1/2/3 px'."""
+    return f"shifts of {'/'.join(map(str, tta))} px"
+
+
 def describe_decoding(beam: int, lengths: tuple[int, int] | None, tta: Sequence[int] = ()) -> str:
     text = "greedy" if not beam else f"beam {beam}" + (f" (lengths {lengths[0]}-{lengths[1]})" if lengths else "")
-    return text + (f", shifts of {'/'.join(map(str, tta))} px" if tta else "")
+    return text + (f", {describe_shifts(tta)}" if tta else "")
 
 
 @dataclass

@@ -33,7 +33,7 @@ from ..data.seeding import derive_seed
 from ..data.stream import CaptchaStream, CtcCollate, FolderStream, IndexedStream
 from ..device import autocast_for, default_workers, pick_device, precision, threads_hint
 from ..errors import CaptchaStreamError
-from ..eval.evaluation import headline, load_all, run_eval
+from ..eval.evaluation import describe_shifts, headline, load_all, run_eval
 from ..eval.plot import draw_curve
 from ..model.codec import Codec, ctc_loss
 from ..model.crnn import CRNN
@@ -671,7 +671,7 @@ def test_best(
         # and the plain reading beside it, which validation chose best.pt by.
         shifted = run_eval(model, images, labels, codec, device, **eval_args, tta=cfg.eval.tta).summary()
         record["test_tta"] = {"tta": list(cfg.eval.tta), **shifted}
-        log(f"  read as its reader reads it, with shifts of {'/'.join(map(str, cfg.eval.tta))} px: {headline(shifted)}")
+        log(f"  read as its reader reads it, with {describe_shifts(cfg.eval.tta)}: {headline(shifted)}")
     runlog.write(record)
     return {"best_step": best_step, **summary, "tta": record.get("test_tta")}
 
