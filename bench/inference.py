@@ -10,6 +10,7 @@ case-insensitive accuracy on the same frozen set. Usage:
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -17,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -51,7 +53,7 @@ def throughput(read, images, batch):
     return len(images) / (time.perf_counter() - t)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint")
     p.add_argument("--data", help="labelled folder (default: the checkpoint config's frozen test set)")
@@ -59,11 +61,89 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=200, help="single-image latency samples")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--out", default="bench/results/inference.json")
-    args = p.parse_args()
+    return p.parse_args()
 
+
+def texts(reader: Recognizer, batch_size: int) -> Callable[[list], list[str]]:
+    return lambda batch: [p.text for p in reader.predict(batch, batch_size=batch_size)]
+
+
+def pytorch_readers(whole: Recognizer, ckpt: Path, batch_size: int) -> dict[str, Callable[[list], list[str]]]:
+    """The whole reader, then the stack less its outermost stages, one more at a time, down to the
+    CRNN alone: each stage (captcha_stream/reader/stages.py) is measured against what it wraps."""
+    readers = {"pytorch": texts(whole, batch_size)}
+    names = stages.names_in(load_checkpoint(ckpt))
+    for k in range(len(names) - 1, -1, -1):
+        left_out = names[k:]
+        inner = Recognizer(model_from_checkpoint(ckpt, without=left_out)[0], whole.cfg)
+        readers[f"pytorch, without {' + '.join(left_out)}"] = texts(inner, batch_size)
+    return readers
+
+
+def onnx_readers(ckpt: Path, batch_size: int) -> dict[str, Callable[[list], list[str]]]:
+    try:
+        from captcha_stream.reader.onnx import export_onnx
+
+        tmp = Path(tempfile.mkdtemp())
+        onnx_path = tmp / "model.onnx"
+        # ONNX exports the stack less the stages it cannot carry.
+        refused = stages.not_for_onnx(load_checkpoint(ckpt))
+        export_onnx(slim_checkpoint(ckpt, tmp / "reader.pt", without=refused) if refused else ckpt, onnx_path)
+        name = f"onnxruntime, without {' + '.join(refused)}" if refused else "onnxruntime"
+        return {name: texts(Recognizer.from_checkpoint(onnx_path), batch_size)}
+    except Exception as exc:  # noqa: BLE001 - the extra is optional; say why it is missing
+        print(f"ONNX Runtime skipped: {exc}", file=sys.stderr)
+        return {}
+
+
+def ddddocr_readers() -> dict[str, Callable[[list], list[str]]]:
+    try:
+        import ddddocr
+    except ImportError:
+        print("ddddocr skipped: not installed (pip install ddddocr)", file=sys.stderr)
+        return {}
+    ocr = ddddocr.DdddOcr(show_ad=False)
+
+    def dddd(batch: list) -> list[str]:
+        out = []
+        for img in batch:
+            buf = io.BytesIO()
+            img.save(buf, format="PNG")  # ddddocr takes encoded bytes
+            out.append(ocr.classification(buf.getvalue()))
+        return out
+
+    return {"ddddocr": dddd}
+
+
+def measure(read: Callable[[list], list[str]], images: list, truths: list[str], args: argparse.Namespace) -> dict:
+    read(images[:8])  # warm-up
+    med, p95 = latency(read, images, args.repeats)
+    rate = throughput(read, images, args.batch)
+    preds = read(images)
+    return {
+        "latency_ms_median": med,
+        "latency_ms_p95": p95,
+        "batched_img_per_s": rate,
+        "full_string_accuracy": metrics.full_string_accuracy(preds, truths),
+        "case_insensitive_accuracy": metrics.case_insensitive_accuracy(preds, truths),
+    }
+
+
+def print_table(results: dict[str, dict]) -> None:
+    print(f"{'reader':<40}{'latency ms (median/p95)':>26}{'batched img/s':>15}{'full-string':>13}{'case-insens.':>14}")
+    for name, r in results.items():
+        lat = f"{r['latency_ms_median']:.2f} / {r['latency_ms_p95']:.2f}"
+        print(
+            f"{name:<40}{lat:>26}{r['batched_img_per_s']:>15.0f}{r['full_string_accuracy']:>13.2%}"
+            f"{r['case_insensitive_accuracy']:>14.2%}"
+        )
+
+
+def main() -> None:
+    args = parse_args()
     ckpt = find_checkpoint(args.checkpoint)
-    torch_reader = Recognizer.from_checkpoint(ckpt)
-    cfg = torch_reader.cfg
+    whole = Recognizer.from_checkpoint(ckpt)
+    cfg = whole.cfg
     data_dir = (
         Path(args.data)
         if args.data
@@ -74,86 +154,21 @@ def main() -> None:
     images = [load_image(ds.path(i)) for i in range(n)]
     truths = [ds.rows[i][1] for i in range(n)]
 
-    readers = {"pytorch": lambda batch: [p.text for p in torch_reader.predict(batch, batch_size=args.batch)]}
-    # Each reader stage (captcha_stream/reader/stages.py) is measured against what it wraps: the
-    # stack less its outermost stages, one more at a time, down to the CRNN alone.
-    state = load_checkpoint(ckpt)
-    names = stages.names_in(state)
-    for k in range(len(names) - 1, -1, -1):
-        left_out = names[k:]
-        inner = Recognizer(model_from_checkpoint(ckpt, without=left_out)[0], cfg)
-        readers[f"pytorch, without {' + '.join(left_out)}"] = lambda batch, r=inner: [
-            p.text for p in r.predict(batch, batch_size=args.batch)
-        ]
-    try:
-        from captcha_stream.reader.onnx import export_onnx
-
-        tmp = Path(tempfile.mkdtemp())
-        onnx_path = tmp / "model.onnx"
-        # ONNX exports the stack less the stages it cannot carry.
-        refused = stages.not_for_onnx(state)
-        export_onnx(slim_checkpoint(ckpt, tmp / "reader.pt", without=refused) if refused else ckpt, onnx_path)
-        onnx_reader = Recognizer.from_checkpoint(onnx_path)
-        name = f"onnxruntime, without {' + '.join(refused)}" if refused else "onnxruntime"
-        readers[name] = lambda batch: [p.text for p in onnx_reader.predict(batch, batch_size=args.batch)]
-    except Exception as exc:  # noqa: BLE001 - the extra is optional; say why it is missing
-        print(f"ONNX Runtime skipped: {exc}", file=sys.stderr)
-    try:
-        import io
-
-        import ddddocr
-
-        ocr = ddddocr.DdddOcr(show_ad=False)
-
-        def dddd(batch):
-            out = []
-            for img in batch:
-                buf = io.BytesIO()
-                img.save(buf, format="PNG")  # ddddocr takes encoded bytes
-                out.append(ocr.classification(buf.getvalue()))
-            return out
-
-        readers["ddddocr"] = dddd
-    except ImportError:
-        print("ddddocr skipped: not installed (pip install ddddocr)", file=sys.stderr)
-
-    results = {}
-    for name, read in readers.items():
-        read(images[:8])  # warm-up
-        med, p95 = latency(read, images, args.repeats)
-        rate = throughput(read, images, args.batch)
-        preds = read(images)
-        results[name] = {
-            "latency_ms_median": med,
-            "latency_ms_p95": p95,
-            "batched_img_per_s": rate,
-            "full_string_accuracy": metrics.full_string_accuracy(preds, truths),
-            "case_insensitive_accuracy": metrics.case_insensitive_accuracy(preds, truths),
-        }
+    readers = {**pytorch_readers(whole, ckpt, args.batch), **onnx_readers(ckpt, args.batch), **ddddocr_readers()}
+    results = {name: measure(read, images, truths, args) for name, read in readers.items()}
     print(f"\n{ckpt} on {data_dir} ({n} images, batch {args.batch}), {os.cpu_count()} cores")
-    print(f"{'reader':<40}{'latency ms (median/p95)':>26}{'batched img/s':>15}{'full-string':>13}{'case-insens.':>14}")
-    for name, r in results.items():
-        lat = f"{r['latency_ms_median']:.2f} / {r['latency_ms_p95']:.2f}"
-        print(
-            f"{name:<40}{lat:>26}{r['batched_img_per_s']:>15.0f}{r['full_string_accuracy']:>13.2%}"
-            f"{r['case_insensitive_accuracy']:>14.2%}"
-        )
+    print_table(results)
+    summary = {
+        "checkpoint": str(ckpt),
+        "data": str(data_dir),
+        "n": n,
+        "batch": args.batch,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "results": results,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(
-        json.dumps(
-            {
-                "checkpoint": str(ckpt),
-                "data": str(data_dir),
-                "n": n,
-                "batch": args.batch,
-                "cores": os.cpu_count(),
-                "python": platform.python_version(),
-                "results": results,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
     print(f"saved {args.out}")
 
 

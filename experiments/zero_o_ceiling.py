@@ -238,7 +238,7 @@ def read(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     print(json.dumps(counts), f"right {counts['right'] / n:.2%}, swapped {counts['swapped'] / n:.2%}")
 
 
-def main() -> None:
+def parse_args() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12000)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -269,7 +269,11 @@ def main() -> None:
         help="with --reader: export seeds (S1,S2,...) to re-render with and without noise",
     )
     parser.add_argument("--set-size", type=int, default=2000, help="images per seed for --without-noise")
-    args = parser.parse_args()
+    return parser, parser.parse_args()
+
+
+def main() -> None:
+    parser, args = parse_args()
     if args.reader:
         try:
             read(args, parser)
@@ -296,14 +300,25 @@ def main() -> None:
         acc, wrong = accuracy(model, val_images, val_labels)
         curve.append({"step": 0, "glyphs_seen": 0, "accuracy": acc, "wrong": wrong, "init": args.init})
         print(json.dumps(curve[0]), flush=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    curve += train(model, args, val_images, val_labels)
 
+    if args.json:
+        with replacing(args.json) as tmp:
+            tmp.write_text(json.dumps({"args": vars(args), "curve": curve}, indent=1))
+    if args.sheet:
+        save_sheet(model, val_images, val_labels, args.sheet)
+
+
+def train(model: nn.Module, args: argparse.Namespace, val_images: torch.Tensor, val_labels: torch.Tensor) -> list[dict]:
+    """Train on the glyph stream for args.steps, reading the held-out set every args.eval_every steps."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     loader = DataLoader(
         GlyphStream(args.seed, args.batch_size, args.context, args.jitter),
         batch_size=None,
         num_workers=1,
         prefetch_factor=8,
     )
+    curve = []
     t0 = time.time()
     for step, (images, labels) in enumerate(loader, start=1):
         for group in optimizer.param_groups:
@@ -314,14 +329,13 @@ def main() -> None:
         optimizer.step()
         if step % args.eval_every == 0 or step == args.steps:
             acc, wrong = accuracy(model, val_images, val_labels)
-            minutes = (time.time() - t0) / 60
             point = {
                 "step": step,
                 "glyphs_seen": step * args.batch_size,
                 "accuracy": acc,
                 "wrong": wrong,
                 "train_loss": float(loss.detach()),
-                "minutes": round(minutes, 2),
+                "minutes": round((time.time() - t0) / 60, 2),
             }
             curve.append(point)
             print(json.dumps(point), flush=True)
@@ -329,12 +343,7 @@ def main() -> None:
                 save_weights(model, args, point, args.save)
         if step >= args.steps:
             break
-
-    if args.json:
-        with replacing(args.json) as tmp:
-            tmp.write_text(json.dumps({"args": vars(args), "curve": curve}, indent=1))
-    if args.sheet:
-        save_sheet(model, val_images, val_labels, args.sheet)
+    return curve
 
 
 def save_weights(model: nn.Module, args: argparse.Namespace, point: dict, path: str) -> None:
