@@ -190,6 +190,10 @@ class ModelConfig:
     rnn_layers: int = 2
     bidirectional: bool = True
     dropout: float = 0.1
+    # The head's initial bias for the CTC blank (class 0); 0 leaves PyTorch's initialisation.
+    # 5.5 starts the blank at about 80% of each frame's probability against 62 symbols, roughly
+    # what a reader that has learnt where the characters are leaves to it.
+    blank_bias: float = 0.0
 
     @property
     def pooling_stages(self) -> int:
@@ -218,6 +222,8 @@ class ModelConfig:
             raise CaptchaStreamError(f"{where}.rnn_layers: must be at least 1, got {self.rnn_layers}")
         if not 0.0 <= self.dropout < 1.0:
             raise CaptchaStreamError(f"{where}.dropout: must be in [0, 1), got {self.dropout}")
+        if not math.isfinite(self.blank_bias) or abs(self.blank_bias) > 20:
+            raise CaptchaStreamError(f"{where}.blank_bias: must be a number within [-20, 20], got {self.blank_bias}")
 
 
 @dataclass

@@ -296,3 +296,21 @@ def test_the_threads_hint_names_the_launch_only_where_it_helps():
     assert threads_hint(cpu, "float32", 2, 4, 64) is None  # already one of several processes
     assert threads_hint(cpu, "float32", 1, 1, 64) is None  # one thread: nothing to trade
     assert threads_hint(torch.device("meta"), "float32", 1, 4, 64) is None
+
+
+def test_a_blank_bias_starts_the_blank_where_ctc_drives_it():
+    cfg = load_config(CPU)
+    images = torch.randint(0, 256, (4, 1, cfg.data.height, cfg.data.width), dtype=torch.uint8)
+
+    def blank_share(blank_bias: float) -> float:
+        torch.manual_seed(0)
+        c = load_config(CPU, {"model.blank_bias": blank_bias})
+        model = CRNN(c.data, c.model, Codec(c.data.charset).num_classes).eval()
+        with torch.no_grad():
+            return float(model(images).exp()[..., 0].mean())
+
+    # PyTorch's initialisation spreads each frame over the 63 classes; the bias gives the blank most of it.
+    assert blank_share(0.0) < 0.05
+    assert 0.7 < blank_share(5.5) < 0.9
+    with pytest.raises(CaptchaStreamError, match="model.blank_bias: .* got 50"):
+        load_config(CPU, {"model.blank_bias": 50})

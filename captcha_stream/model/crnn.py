@@ -103,6 +103,11 @@ class CRNN(nn.Module):
         )
         self.dropout = nn.Dropout(model.dropout)
         self.head = nn.Linear(model.rnn_hidden * (2 if model.bidirectional else 1), num_classes)
+        if model.blank_bias:
+            # Starting the blank near where CTC drives it anyway skips most of the all-blank
+            # plateau a CTC reader starts on (docs/training.md).
+            with torch.no_grad():
+                self.head.bias[0] = model.blank_bias
 
     @staticmethod
     def normalize(images: torch.Tensor) -> torch.Tensor:
