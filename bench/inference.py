@@ -68,11 +68,14 @@ def texts(reader: Recognizer, batch_size: int) -> Callable[[list], list[str]]:
     return lambda batch: [p.text for p in reader.predict(batch, batch_size=batch_size)]
 
 
-def pytorch_readers(whole: Recognizer, ckpt: Path, batch_size: int) -> dict[str, Callable[[list], list[str]]]:
+Read = Callable[[list], list[str]]
+
+
+def pytorch_readers(whole: Recognizer, ckpt: Path, state: dict, batch_size: int) -> dict[str, Read]:
     """The whole reader, then the stack less its outermost stages, one more at a time, down to the
     CRNN alone: each stage (captcha_stream/reader/stages.py) is measured against what it wraps."""
     readers = {"pytorch": texts(whole, batch_size)}
-    names = stages.names_in(load_checkpoint(ckpt))
+    names = stages.names_in(state)
     for k in range(len(names) - 1, -1, -1):
         left_out = names[k:]
         inner = Recognizer(model_from_checkpoint(ckpt, without=left_out)[0], whole.cfg)
@@ -80,14 +83,14 @@ def pytorch_readers(whole: Recognizer, ckpt: Path, batch_size: int) -> dict[str,
     return readers
 
 
-def onnx_readers(ckpt: Path, batch_size: int) -> dict[str, Callable[[list], list[str]]]:
+def onnx_readers(ckpt: Path, state: dict, batch_size: int) -> dict[str, Callable[[list], list[str]]]:
     try:
         from captcha_stream.reader.onnx import export_onnx
 
         tmp = Path(tempfile.mkdtemp())
         onnx_path = tmp / "model.onnx"
         # ONNX exports the stack less the stages it cannot carry.
-        refused = stages.not_for_onnx(load_checkpoint(ckpt))
+        refused = stages.not_for_onnx(state)
         export_onnx(slim_checkpoint(ckpt, tmp / "reader.pt", without=refused) if refused else ckpt, onnx_path)
         name = f"onnxruntime, without {' + '.join(refused)}" if refused else "onnxruntime"
         return {name: texts(Recognizer.from_checkpoint(onnx_path), batch_size)}
@@ -154,7 +157,12 @@ def main() -> None:
     images = [load_image(ds.path(i)) for i in range(n)]
     truths = [ds.rows[i][1] for i in range(n)]
 
-    readers = {**pytorch_readers(whole, ckpt, args.batch), **onnx_readers(ckpt, args.batch), **ddddocr_readers()}
+    state = load_checkpoint(ckpt)
+    readers = {
+        **pytorch_readers(whole, ckpt, state, args.batch),
+        **onnx_readers(ckpt, state, args.batch),
+        **ddddocr_readers(),
+    }
     results = {name: measure(read, images, truths, args) for name, read in readers.items()}
     print(f"\n{ckpt} on {data_dir} ({n} images, batch {args.batch}), {os.cpu_count()} cores")
     print_table(results)
