@@ -222,8 +222,8 @@ class ModelConfig:
             raise CaptchaStreamError(f"{where}.rnn_layers: must be at least 1, got {self.rnn_layers}")
         if not 0.0 <= self.dropout < 1.0:
             raise CaptchaStreamError(f"{where}.dropout: must be in [0, 1), got {self.dropout}")
-        if not math.isfinite(self.blank_bias) or abs(self.blank_bias) > 20:
-            raise CaptchaStreamError(f"{where}.blank_bias: must be a number within [-20, 20], got {self.blank_bias}")
+        if not -20.0 <= self.blank_bias <= 20.0:
+            raise CaptchaStreamError(f"{where}.blank_bias: must be within [-20, 20], got {self.blank_bias}")
 
 
 @dataclass
