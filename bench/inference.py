@@ -64,11 +64,12 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def texts(reader: Recognizer, batch_size: int) -> Callable[[list], list[str]]:
-    return lambda batch: [p.text for p in reader.predict(batch, batch_size=batch_size)]
-
-
+# A reader under test: a batch of images in, their texts out.
 Read = Callable[[list], list[str]]
+
+
+def texts(reader: Recognizer, batch_size: int) -> Read:
+    return lambda batch: [p.text for p in reader.predict(batch, batch_size=batch_size)]
 
 
 def pytorch_readers(whole: Recognizer, ckpt: Path, state: dict, batch_size: int) -> dict[str, Read]:
@@ -83,7 +84,7 @@ def pytorch_readers(whole: Recognizer, ckpt: Path, state: dict, batch_size: int)
     return readers
 
 
-def onnx_readers(ckpt: Path, state: dict, batch_size: int) -> dict[str, Callable[[list], list[str]]]:
+def onnx_readers(ckpt: Path, state: dict, batch_size: int) -> dict[str, Read]:
     try:
         from captcha_stream.reader.onnx import export_onnx
 
@@ -99,7 +100,7 @@ def onnx_readers(ckpt: Path, state: dict, batch_size: int) -> dict[str, Callable
         return {}
 
 
-def ddddocr_readers() -> dict[str, Callable[[list], list[str]]]:
+def ddddocr_readers() -> dict[str, Read]:
     try:
         import ddddocr
     except ImportError:
@@ -118,7 +119,7 @@ def ddddocr_readers() -> dict[str, Callable[[list], list[str]]]:
     return {"ddddocr": dddd}
 
 
-def measure(read: Callable[[list], list[str]], images: list, truths: list[str], args: argparse.Namespace) -> dict:
+def measure(read: Read, images: list, truths: list[str], args: argparse.Namespace) -> dict:
     read(images[:8])  # warm-up
     med, p95 = latency(read, images, args.repeats)
     rate = throughput(read, images, args.batch)
