@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from captcha_stream.device import cpu_has_native_bf16  # noqa: E402
+from captcha_stream.device import cpu_has_native_bf16, precision  # noqa: E402
 from captcha_stream.eval.plot import read_records  # noqa: E402
 from captcha_stream.eval.time_to import curve, draw_time_curves, time_to  # noqa: E402
 
@@ -144,8 +144,9 @@ def main() -> None:
         "cores": os.cpu_count(),
         "threads_per_recipe": threads,
         "torch": torch.__version__,
-        # bf16 autocast (train.amp) runs only where this is true; elsewhere the recipes train in float32.
+        # bf16 autocast (train.amp) runs only where the CPU has native bf16 and it measures faster.
         "native_bf16": cpu_has_native_bf16(),
+        "train_arithmetic": precision(torch.device("cpu"), True)[0],
         "matmul_gflops_fp32": round(matmul_flops(torch.float32, threads) / 1e9, 1),
         "matmul_gflops_bf16": round(matmul_flops(torch.bfloat16, threads) / 1e9, 1),
     }
@@ -192,7 +193,7 @@ def print_table(results: list[dict], machine: dict) -> None:
     print(
         f"(machine: {machine['threads_per_recipe']} thread(s) per recipe sustain {machine['matmul_gflops_fp32']} "
         f"GFLOP/s fp32, {machine['matmul_gflops_bf16']} bf16 in matrix products; native bf16: "
-        f"{'yes' if machine['native_bf16'] else 'no, so train.amp trains in float32'})"
+        f"{'yes' if machine['native_bf16'] else 'no'}; train.amp trains in {machine['train_arithmetic']})"
     )
 
 

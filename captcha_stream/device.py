@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import time
 
 import torch
 
@@ -60,6 +62,32 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
+# bf16 autocast only where bf16 matrix products measure at least this much faster than float32's:
+# a margin, so that the choice does not flip with machine noise.
+BF16_MIN_SPEEDUP = 1.2
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_speedup() -> float:
+    """How many times faster this CPU multiplies bf16 matrices than float32 ones (about 0.1 s).
+
+    The flags alone do not say: with AVX-512-bf16 an AMD EPYC multiplied bf16 about 2.6x faster
+    than float32, while an Intel Xeon with AVX-512-bf16 but no AMX took longer in bf16 (0.6-0.7x)
+    than in its own AVX-512 float32, and trained 1.3-1.5x faster in float32 (docs/ablations.md).
+    """
+    best: dict[torch.dtype, float] = {}
+    # Interleaved rounds, best of each: a busy moment on a shared machine slows one round, not the choice.
+    for _ in range(3):
+        for dtype in (torch.float32, torch.bfloat16):
+            a = torch.ones(384, 384, dtype=dtype)
+            a @ a  # the first product sets oneDNN up
+            start = time.perf_counter()
+            for _ in range(4):
+                a @ a
+            best[dtype] = min(best.get(dtype, float("inf")), time.perf_counter() - start)
+    return best[torch.float32] / max(best[torch.bfloat16], 1e-9)
+
+
 def precision(device: torch.device, amp: bool) -> tuple[str, str]:
     """The arithmetic `autocast_for` gives this device: ("bf16" or "float32", why), for the run's log."""
     if not amp:
@@ -69,10 +97,19 @@ def precision(device: torch.device, amp: bool) -> tuple[str, str]:
             return "bf16", "bf16 autocast on a GPU that supports it"
         return "float32", "this GPU has no bf16"
     if device.type == "cpu":
-        if cpu_has_native_bf16():
-            return "bf16", "bf16 autocast: this CPU has AVX-512-bf16 or AMX"
-        # Emulated bf16 measured ~11x slower than float32 on a 2-core AVX2 machine.
-        return "float32", "no native bf16 on this CPU: neither AVX-512-bf16 nor AMX, and emulated bf16 is slower"
+        if not cpu_has_native_bf16():
+            # Emulated bf16 measured ~11x slower than float32 on a 2-core AVX2 machine.
+            return "float32", "no native bf16 on this CPU: neither AVX-512-bf16 nor AMX, and emulated bf16 is slower"
+        speedup = cpu_bf16_speedup()
+        if speedup >= BF16_MIN_SPEEDUP:
+            return (
+                "bf16",
+                f"bf16 autocast: this CPU has native bf16, measured {speedup:.1f}x float32 in matrix products",
+            )
+        return "float32", (
+            f"this CPU has native bf16, but it measured {speedup:.1f}x float32 in matrix products "
+            f"(bf16 autocast needs {BF16_MIN_SPEEDUP}x): float32 is faster here"
+        )
     return "float32", f"no bf16 autocast on {device.type}"
 
 
@@ -95,9 +132,9 @@ def threads_hint(device: torch.device, precision: str, world_size: int, threads:
 
 
 def autocast_for(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast where the hardware does bf16 natively (a CUDA GPU that supports it, a CPU
-    with AVX-512-bf16/AMX); otherwise a context that changes nothing. bf16 keeps float32's
-    range, so no loss scaler is needed."""
+    """bf16 autocast where the hardware does bf16 natively and faster (a CUDA GPU that supports it,
+    a CPU with AVX-512-bf16/AMX whose bf16 measures faster); otherwise a context that changes
+    nothing. bf16 keeps float32's range, so no loss scaler is needed."""
     # One decision, in `precision`: what the log says is what the run does.
     if precision(device, amp)[0] == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)

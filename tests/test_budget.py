@@ -122,7 +122,11 @@ def test_a_minutes_run_resumes_with_its_clock(tmp_path):
 
 
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")
-def test_bf16_autocast_on_a_cpu_that_has_it(tmp_path):
+def test_bf16_autocast_on_a_cpu_that_has_it(tmp_path, monkeypatch):
+    from captcha_stream import device
+
+    # As where bf16 measures faster than float32 (not on every CPU with the flag: the next test).
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 2.0)
     assert isinstance(autocast_for(torch.device("cpu"), True), torch.autocast)
     cfg = smoke(tmp_path, **{"train.steps": 10, "model.stem_stride": 1})
     quiet(cfg)  # the smoke config trains under bf16 here: it runs and keeps float32 weights
@@ -142,12 +146,36 @@ def test_no_autocast_when_amp_is_off_or_the_hardware_lacks_bf16(monkeypatch):
     assert device.precision(torch.device("cpu"), True)[0] == "float32"
 
 
+def test_native_bf16_that_measures_slower_than_float32_trains_in_float32(monkeypatch):
+    import contextlib
+
+    from captcha_stream import device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 0.7)
+    arithmetic, why = device.precision(torch.device("cpu"), True)
+    assert arithmetic == "float32" and "0.7x" in why and "float32 is faster here" in why
+    assert isinstance(device.autocast_for(torch.device("cpu"), True), contextlib.nullcontext)
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 2.6)
+    assert device.precision(torch.device("cpu"), True)[0] == "bf16"
+
+
+def test_the_bf16_speedup_is_measured_once_per_process():
+    from captcha_stream import device
+
+    device.cpu_bf16_speedup.cache_clear()
+    first = device.cpu_bf16_speedup()
+    assert 0.01 < first < 100  # a ratio of two timings, whichever way this CPU leans
+    assert device.cpu_bf16_speedup() == first and device.cpu_bf16_speedup.cache_info().hits == 1
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_the_run_says_which_arithmetic_it_trains_in(tmp_path, monkeypatch, native):
     # Forced both ways, so the bf16 path is exercised on any CPU (emulated where there is no native bf16).
     from captcha_stream import device
 
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 2.0)
     cfg = smoke(tmp_path, **{"train.steps": 4, "train.amp": True, "model.stem_stride": 1})
     lines: list[str] = []
     train(cfg, progress=False, log=lines.append)
