@@ -72,7 +72,7 @@ def cpu_bf16_speedup() -> float:
     """How many times faster this CPU multiplies bf16 matrices than float32 ones (about 0.1 s).
 
     The flags alone do not say: with AVX-512-bf16 an AMD EPYC multiplied bf16 about 2.6x faster
-    than float32, while an Intel Xeon with AVX-512-bf16 but no AMX took longer in bf16 (0.6-0.7x)
+    than float32, while an Intel Xeon with AVX-512-bf16 but no AMX took longer in bf16 (0.5-0.7x)
     than in its own AVX-512 float32, and trained 1.3-1.5x faster in float32 (docs/ablations.md).
     """
     best: dict[torch.dtype, float] = {}
