@@ -228,6 +228,9 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
+    # adamw, or muon: Muon's orthogonalised momentum for the hidden weight matrices, AdamW for the
+    # stem, the head and the vectors, at one learning rate (captcha_stream/train/muon.py).
+    name: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 500
@@ -240,6 +243,8 @@ class OptimConfig:
     lr_scaling: str = "sqrt"
 
     def validate(self, where: str = "optim") -> None:
+        if self.name not in ("adamw", "muon"):
+            raise CaptchaStreamError(f"{where}.name: must be adamw or muon, got {self.name!r}")
         if self.lr_scaling not in ("sqrt", "linear", "none"):
             raise CaptchaStreamError(f"{where}.lr_scaling: must be sqrt, linear or none, got {self.lr_scaling!r}")
         if self.decay not in ("cosine", "linear"):

@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 
 from ..config import Config
+from .muon import MuonAdamW
 from .processes import global_batch
 
 
@@ -36,8 +37,30 @@ def make_optimizer(model: torch.nn.Module, cfg: Config, scale: float = 1.0) -> t
     # No weight decay on norms and biases: decaying them only fights BatchNorm.
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    wd = cfg.optim.weight_decay
+    if cfg.optim.name == "muon":
+        return MuonAdamW(_muon_groups(model, wd) + [{"params": no_decay}], lr=cfg.optim.lr * scale)
+    groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.optim.lr * scale)
+
+
+def _muon_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """The weight matrices by how Muon takes them: the first (the input layer) and the last (the
+    head) with AdamW, recurrent layers' gate matrices one gate at a time, the rest whole."""
+    matrices = [p for p in model.parameters() if p.ndim > 1]
+    gates = {}
+    for module in model.modules():
+        if isinstance(module, (torch.nn.GRU, torch.nn.LSTM)):
+            for name, p in module.named_parameters():
+                if name.startswith("weight_"):
+                    gates[id(p)] = 3 if isinstance(module, torch.nn.GRU) else 4
+    ends = matrices[:1] + matrices[-1:] if len(matrices) > 1 else matrices
+    hidden = [p for p in matrices if all(p is not e for e in ends)]
+    groups: list[dict] = [{"params": ends, "weight_decay": weight_decay}]
+    for blocks in sorted({gates.get(id(p), 1) for p in hidden}):
+        params = [p for p in hidden if gates.get(id(p), 1) == blocks]
+        groups.append({"params": params, "weight_decay": weight_decay, "muon": True, "blocks": blocks})
+    return groups
 
 
 def make_scheduler(
