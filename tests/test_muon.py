@@ -9,8 +9,6 @@ from captcha_stream.model.crnn import CRNN
 from captcha_stream.train.muon import MuonAdamW, orthogonalize
 from captcha_stream.train.schedule import make_optimizer
 
-from .test_train import quiet_train, smoke
-
 
 @pytest.mark.parametrize("shape", [(96, 864), (384, 128), (16, 16)])
 def test_orthogonalize_sets_every_singular_value_near_one(shape):
@@ -63,18 +61,3 @@ def test_a_recurrent_layers_gates_are_orthogonalised_one_by_one():
 def test_a_bad_optimizer_name_is_named():
     with pytest.raises(CaptchaStreamError, match=r"optim\.name: must be adamw or muon, got 'sgd'"):
         load_config("configs/cpu.yaml", {"optim.name": "sgd"})
-
-
-def test_a_muon_run_resumes_exactly(tmp_path):
-    cfg = smoke(tmp_path, **{"optim.name": "muon", "train.steps": 8, "train.log_every": 1, "train.checkpoint_every": 4})
-    quiet_train(cfg)
-    straight = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-    resumed_dir = tmp_path / "resumed"
-    resumed_dir.mkdir()
-    (resumed_dir / "last.pt").write_bytes((tmp_path / "run" / "last.prev.pt").read_bytes())
-    cfg.train.run_dir = str(resumed_dir)
-    assert quiet_train(cfg, resume=True)["step"] == 8
-    again = torch.load(resumed_dir / "last.pt", weights_only=True)
-    for name, value in straight["model"].items():
-        assert torch.equal(again["model"][name], value), name
-    assert any("momentum_buffer" in s for s in again["optimizer"]["state"].values())

@@ -131,8 +131,11 @@ def test_final_test_false_leaves_the_test_set_unread(tmp_path):
     assert any("eval.final_test: false" in line for line in said), said
 
 
-@pytest.mark.parametrize("workers, ema, hard_pool", [(0, 0.0, 1), (2, 0.0, 1), (0, 0.9, 1), (0, 0.0, 3)])
-def test_resume_equals_uninterrupted(tmp_path, workers, ema, hard_pool):
+@pytest.mark.parametrize(
+    "workers, ema, hard_pool, optim",
+    [(0, 0.0, 1, "adamw"), (2, 0.0, 1, "adamw"), (0, 0.9, 1, "adamw"), (0, 0.0, 3, "adamw"), (0, 0.0, 1, "muon")],
+)
+def test_resume_equals_uninterrupted(tmp_path, workers, ema, hard_pool, optim):
     cfg = smoke(
         tmp_path,
         **{
@@ -142,6 +145,7 @@ def test_resume_equals_uninterrupted(tmp_path, workers, ema, hard_pool):
             "train.num_workers": workers,
             "train.ema_decay": ema,
             "train.hard_pool": hard_pool,
+            "optim.name": optim,
             "model.dropout": 0.2,
             "model.rnn_layers": 2,
         },
@@ -162,6 +166,8 @@ def test_resume_equals_uninterrupted(tmp_path, workers, ema, hard_pool):
         assert again[step] == straight[step]
     resumed_ckpt = torch.load(resumed_dir / "last.pt", weights_only=True)
     assert ("ema" in resumed_ckpt) == (ema > 0)
+    # Muon's momentum travels in last.pt with the rest of the optimizer's state.
+    assert any("momentum_buffer" in st for st in resumed_ckpt["optimizer"]["state"].values()) == (optim == "muon")
     for key in ("model", "ema") if ema else ("model",):
         for name, value in straight_ckpt[key].items():
             assert torch.equal(resumed_ckpt[key][name], value), (key, name)
