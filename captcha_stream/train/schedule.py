@@ -35,11 +35,12 @@ def lr_scale(cfg: Config, world_size: int) -> float:
 
 def make_optimizer(model: torch.nn.Module, cfg: Config, scale: float = 1.0) -> torch.optim.Optimizer:
     # No weight decay on norms and biases: decaying them only fights BatchNorm.
-    decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     wd = cfg.optim.weight_decay
     if cfg.optim.name == "muon":
-        return MuonAdamW(_muon_groups(model, wd) + [{"params": no_decay}], lr=cfg.optim.lr * scale)
+        groups = _muon_groups(model, wd) + [{"params": no_decay, "weight_decay": 0.0}]
+        return MuonAdamW(groups, lr=cfg.optim.lr * scale)
+    decay = [p for p in model.parameters() if p.ndim > 1]
     groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.optim.lr * scale)
 
