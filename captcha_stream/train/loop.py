@@ -213,7 +213,8 @@ def _run(t: Trainer, ckpt: dict[str, Any] | None, resume: bool, progress: bool) 
         t.val_images, t.val_labels = load_validation(cfg, t.log, progress)
     workers = cfg.train.num_workers
     if workers < 0:
-        # Ranks that split a step render their own captchas between steps: no core to spare for a worker.
+        # Ranks that split a step render their own captchas between steps: no core to spare for a
+        # worker, which measured no faster (docs/scaling.md).
         workers = 0 if splits_step(cfg.train, dinfo.world_size) else default_workers()
     pin = t.device.type == "cuda"
     loader = make_loader(cfg, t.codec, t.counters["batches"], workers, pin, dinfo.rank, dinfo.world_size)
