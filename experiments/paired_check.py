@@ -28,14 +28,17 @@ def main() -> None:
     parser.add_argument("--a", required=True, help="the reference checkpoint")
     parser.add_argument("--b", required=True, help="the challenger")
     parser.add_argument("--data", action="append", required=True, help="a labelled folder (repeatable)")
+    # Both read the same way: a checkpoint's own eval.tta would otherwise compare shifted reads with plain ones.
+    parser.add_argument("--tta", default="", help="shift offsets for both readers, e.g. 2,4 (default: plain reads)")
     args = parser.parse_args()
+    tta = [int(x) for x in args.tta.split(",") if x.strip()]
     readers = {"a": Recognizer.from_checkpoint(args.a), "b": Recognizer.from_checkpoint(args.b)}
     total_a = total_b = 0
     for folder in args.data:
         dataset = FolderDataset(folder, readers["a"].cfg.data)
         paths = [str(dataset.path(i)) for i in range(len(dataset))]
         labels = [label for _, label in dataset.rows]
-        right = {k: [p.text == t for p, t in zip(r.predict(paths), labels)] for k, r in readers.items()}
+        right = {k: [p.text == t for p, t in zip(r.predict(paths, tta=tta), labels)] for k, r in readers.items()}
         only_a = sum(a and not b for a, b in zip(right["a"], right["b"]))
         only_b = sum(b and not a for a, b in zip(right["a"], right["b"]))
         print(
