@@ -18,7 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from captcha_stream.config import parse_tta  # noqa: E402
 from captcha_stream.data.folder import FolderDataset  # noqa: E402
+from captcha_stream.errors import CaptchaStreamError  # noqa: E402
 from captcha_stream.eval.metrics import mcnemar_p  # noqa: E402
 from captcha_stream.reader.recognizer import Recognizer  # noqa: E402
 
@@ -31,10 +33,17 @@ def main() -> None:
     # Both read the same way: a checkpoint's own eval.tta would otherwise compare shifted reads with plain ones.
     parser.add_argument("--tta", default="", help="shift offsets for both readers, e.g. 2,4 (default: plain reads)")
     args = parser.parse_args()
-    tta = [int(x) for x in args.tta.split(",") if x.strip()]
-    readers = {"a": Recognizer.from_checkpoint(args.a), "b": Recognizer.from_checkpoint(args.b)}
+    try:
+        compare(args.a, args.b, args.data, parse_tta(args.tta))
+    except CaptchaStreamError as exc:
+        parser.exit(1, f"{parser.prog}: {exc}\n")
+
+
+def compare(reference: str, challenger: str, folders: list[str], tta: list[int]) -> None:
+    """Print, per folder and over all, how many strings only one of the two readers reads right."""
+    readers = {"a": Recognizer.from_checkpoint(reference), "b": Recognizer.from_checkpoint(challenger)}
     total_a = total_b = 0
-    for folder in args.data:
+    for folder in folders:
         dataset = FolderDataset(folder, readers["a"].cfg.data)
         paths = [str(dataset.path(i)) for i in range(len(dataset))]
         labels = [label for _, label in dataset.rows]
