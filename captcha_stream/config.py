@@ -185,10 +185,6 @@ class ModelConfig:
     # true: each pooling stage max-pools its last convolution's output before the BatchNorm and ReLU
     # (a 5% faster float32 training step for configs/cpu.yaml's model, one thread).
     pool_first: bool = False
-    # true: the pools after the stem that halve the width take the max at every position, then
-    # blur before sampling (model/crnn.py, BlurPool), so a reading changes less when the image
-    # moves a pixel. The stem's pool stays plain: blurred, it costs a quarter of a training step.
-    blur_pool: bool = False
     rnn: str = "lstm"
     rnn_hidden: int = 256
     rnn_layers: int = 2

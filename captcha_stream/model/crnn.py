@@ -6,38 +6,10 @@ Tensors in, tensors out: no files, no printing, no CLI.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import DataConfig, ModelConfig
 from ..errors import CaptchaStreamError
-
-
-class BlurPool(nn.Module):
-    """A max pool that does not alias (Zhang 2019, "Making convolutional networks shift-invariant
-    again"): the max over each 2-pixel window at every position, then a [1, 2, 1] blur sampled
-    every `pool` pixels. A plain strided max keeps whichever pixel wins inside its window, so a
-    1-pixel shift of the image can change what the next stage sees; the blur makes the pooled
-    features change smoothly with position. Output size is ceil(size / pool), as the plain pool's."""
-
-    def __init__(self, channels: int, pool: tuple[int, int]) -> None:
-        super().__init__()
-        if any(f not in (1, 2) for f in pool):
-            raise ValueError(f"BlurPool pools by 1 or 2 per axis, got {pool}")
-        self.pool = pool
-        taps = {1: torch.tensor([1.0]), 2: torch.tensor([1.0, 2.0, 1.0]) / 4}
-        kernel = torch.outer(taps[pool[0]], taps[pool[1]])
-        # Fixed, not learnt, and not saved: checkpoints hold the same tensors with it on or off.
-        self.register_buffer("kernel", kernel.expand(channels, 1, *kernel.shape).contiguous(), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ph, pw = self.pool
-        # Pad the far edges by a copy so the stride-1 max keeps the size; the blur's zero padding
-        # then gives ceil(size / 2) samples, like ceil_mode pooling.
-        x = F.pad(x, (0, pw - 1, 0, ph - 1), mode="replicate")
-        x = F.max_pool2d(x, self.pool, stride=1)
-        k = self.kernel.to(x.dtype)
-        return F.conv2d(x, k, stride=self.pool, padding=(ph - 1, pw - 1), groups=x.shape[1])
 
 
 def _stage(
@@ -48,7 +20,6 @@ def _stage(
     stride: int = 1,
     kernel: int = 3,
     pool_first: bool = False,
-    blur: bool = False,
 ) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(convs):
@@ -63,11 +34,7 @@ def _stage(
         # the elements; in the stem those two cost more than its convolution (a ReLU commutes with a
         # max, a BatchNorm does whenever its scale is positive).
         at = len(layers) - 2 if pool_first else len(layers)
-        # Blur only pools that halve the width: width becomes time, and images move sideways. The
-        # stem's pool is never blurred (the caller's choice): at full resolution its stride-1 max
-        # and blur cost a quarter of a training step, the later ones 2%.
-        blurred = blur and pool[1] == 2
-        layers.insert(at, BlurPool(c_out, pool) if blurred else nn.MaxPool2d(pool, pool, ceil_mode=True))
+        layers.insert(at, nn.MaxPool2d(pool, pool, ceil_mode=True))
     return nn.Sequential(*layers)
 
 
@@ -117,11 +84,7 @@ class CRNN(nn.Module):
         height = -(-data.height // model.stem_stride)
         for i, (c_out, pool) in enumerate(zip(model.cnn_channels, _pools(model))):
             stride, kernel = (model.stem_stride, _stem_kernel(model)) if i == 0 else (1, 3)
-            stages.append(
-                _stage(
-                    c_in, c_out, 1 if i < 2 else 2, pool, stride, kernel, model.pool_first, model.blur_pool and i > 0
-                )
-            )
+            stages.append(_stage(c_in, c_out, 1 if i < 2 else 2, pool, stride, kernel, model.pool_first))
             c_in = c_out
             if pool is not None:
                 height = -(-height // 2)

@@ -28,16 +28,7 @@ from ..reader import stages
 def check_widening(old: Config, new: Config) -> None:
     """Only widths may grow; depth, pooling, recurrent type and the data must stay."""
     om, nm = old.model, new.model
-    for key in (
-        "width_pools",
-        "stem_stride",
-        "stem_pool",
-        "pool_first",
-        "blur_pool",
-        "rnn",
-        "rnn_layers",
-        "bidirectional",
-    ):
+    for key in ("width_pools", "stem_stride", "stem_pool", "pool_first", "rnn", "rnn_layers", "bidirectional"):
         if getattr(om, key) != getattr(nm, key):
             raise CaptchaStreamError(f"model.{key}: widening keeps it ({getattr(om, key)!r}), got {getattr(nm, key)!r}")
     if len(om.cnn_channels) != len(nm.cnn_channels):
